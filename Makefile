@@ -1,0 +1,38 @@
+# The README's two commands: `make demo` and `make test`. Both install what they need themselves.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+UV := $(shell command -v uv 2>/dev/null)
+
+.PHONY: install system-deps demo test lint bench bench-orchestration clean
+
+$(VENV)/.installed: setup.py requirements-dev.txt
+	@if [ -z "$(UV)" ]; then python3 -m pip install -q uv; fi
+	uv venv -q --allow-existing -p 3.11 $(VENV) || uv venv -q --allow-existing $(VENV)
+	uv pip install -q -p $(PY) -r requirements-dev.txt -e '.[postgres,redis,kubernetes]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+# PostgreSQL server binaries (initdb/pg_ctl) and redis-server for the throwaway test services.
+system-deps:
+	@bash scripts/system-deps.sh
+
+demo: install
+	$(PY) scripts/demo.py
+
+test: install system-deps
+	$(PY) -m pytest -q tests
+
+lint: install
+	$(VENV)/bin/ruff check airflow_backfill_provider dags tests scripts
+	$(VENV)/bin/ruff format --check airflow_backfill_provider dags tests scripts
+
+bench: install system-deps
+	$(PY) scripts/bench.py $(ARGS)
+
+bench-orchestration: install
+	$(PY) scripts/bench.py --orchestration $(ARGS)
+
+clean:
+	rm -rf $(VENV) .demo .bench build *.egg-info

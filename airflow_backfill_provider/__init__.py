@@ -1,0 +1,7 @@
+"""Airflow-native, idempotent, observable backfills (Wonderware → ClickHouse, Temporal, Kubernetes)."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,187 @@
+"""Planning a backfill interval: tag selection, chunking and the run summary.
+
+Pure functions with no Airflow import. A chunk is one (sub-window × tag group) unit of work; chunks
+of one interval tile it exactly: every (tag, instant) in ``[start, end)`` belongs to exactly one
+chunk, so deleting-and-reloading chunk by chunk reloads the interval exactly once.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.I)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+# Airflow's default [core] max_map_length: a mapped task refuses more task instances than this.
+DEFAULT_MAX_CHUNKS = 1024
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One unit of transfer work. ``window_start`` is inclusive, ``window_end`` exclusive."""
+
+    chunk_id: str
+    window_start: str
+    window_end: str
+    tags: tuple[str, ...]
+
+    def as_kwargs(self) -> dict:
+        """The operator kwargs for this chunk (JSON-serialisable, for ``expand_kwargs``)."""
+        d = asdict(self)
+        d["tags"] = list(self.tags)
+        return d
+
+
+def parse_duration(value: str | int | float | timedelta, what: str = "duration") -> timedelta:
+    """Parse ``"15m"``, ``"6h"``, ``"1d"``, ``"2w"`` or a number of seconds into a positive timedelta."""
+    if isinstance(value, timedelta):
+        td = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        td = timedelta(seconds=value)
+    else:
+        m = _DURATION.match(str(value))
+        if not m:
+            raise ValueError(
+                f"Invalid {what} {value!r}: use a number with a unit s, m, h, d or w, e.g. '6h' or '1d'."
+            )
+        td = timedelta(seconds=int(m.group(1)) * _UNIT_SECONDS[m.group(2).lower()])
+    if td <= timedelta(0):
+        raise ValueError(f"Invalid {what} {value!r}: it must be greater than zero.")
+    return td
+
+
+def to_utc(value: str | datetime, what: str = "timestamp") -> datetime:
+    """Parse an ISO 8601 string or datetime into an aware UTC datetime (naive input is taken as UTC)."""
+    if isinstance(value, datetime):
+        dt = value
+    else:
+        try:
+            dt = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+        except ValueError as err:
+            raise ValueError(
+                f"Invalid {what} {value!r}: use ISO 8601, e.g. '2025-01-01T00:00:00+00:00'."
+            ) from err
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc)
+
+
+def select_tags(
+    tags: Iterable[str],
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+) -> list[str]:
+    """Filter tag names by glob patterns (case-insensitive, as SQL Server's default collation).
+
+    A tag is kept if it matches any ``include`` pattern (all tags when ``include`` is empty) and no
+    ``exclude`` pattern. Returns sorted, de-duplicated names.
+    """
+    inc = [p.casefold() for p in include or [] if p]
+    exc = [p.casefold() for p in exclude or [] if p]
+    kept = set()
+    for tag in tags:
+        t = tag.casefold()
+        if inc and not any(fnmatch.fnmatchcase(t, p) for p in inc):
+            continue
+        if any(fnmatch.fnmatchcase(t, p) for p in exc):
+            continue
+        kept.add(tag)
+    return sorted(kept)
+
+
+def chunk_id(window_start: datetime, window_end: datetime, tags: Sequence[str]) -> str:
+    """A deterministic id for a chunk: readable window plus a short hash of its tags."""
+    digest = hashlib.sha1("\x1f".join(tags).encode()).hexdigest()[:8]
+    return f"{window_start:%Y%m%dT%H%M%S}-{window_end:%Y%m%dT%H%M%S}-{digest}"
+
+
+def plan_chunks(
+    start: str | datetime,
+    end: str | datetime,
+    tags: Sequence[str],
+    *,
+    window: str | int | timedelta = "1d",
+    tag_group_size: int = 50,
+    max_chunks: int = DEFAULT_MAX_CHUNKS,
+) -> list[Chunk]:
+    """Split ``[start, end) × tags`` into chunks of at most ``window`` × ``tag_group_size`` tags.
+
+    Deterministic: the same input always gives the same chunks in the same order (tags are sorted
+    and de-duplicated first). The last sub-window is shortened to end exactly at ``end``.
+    """
+    start_dt, end_dt = to_utc(start, "start"), to_utc(end, "end")
+    if end_dt <= start_dt:
+        raise ValueError(f"Empty or reversed interval: start {start_dt} is not before end {end_dt}.")
+    step = parse_duration(window, "chunk window")
+    if isinstance(tag_group_size, bool) or not isinstance(tag_group_size, int) or tag_group_size < 1:
+        raise ValueError(f"Invalid tag_group_size {tag_group_size!r}: it must be a positive integer.")
+    names = sorted(set(tags))
+    if not names:
+        return []
+    groups = [tuple(names[i : i + tag_group_size]) for i in range(0, len(names), tag_group_size)]
+    windows = []
+    cursor = start_dt
+    while cursor < end_dt:
+        nxt = min(cursor + step, end_dt)
+        windows.append((cursor, nxt))
+        cursor = nxt
+    total = len(windows) * len(groups)
+    if total > max_chunks:
+        raise ValueError(
+            f"The plan has {total} chunks ({len(windows)} windows × {len(groups)} tag groups), more than "
+            f"the limit of {max_chunks} mapped tasks. Use a larger chunk window or tag group size, or "
+            "raise [core] max_map_length."
+        )
+    return [
+        Chunk(chunk_id(ws, we, g), ws.isoformat(), we.isoformat(), g) for ws, we in windows for g in groups
+    ]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    chunks_total: int
+    chunks_ok: int
+    chunks_failed: int
+    success_rate: float
+    rows: int
+    transfer_seconds: float
+    duration_seconds: float
+    rows_per_second: float
+    failed_chunk_ids: tuple[str, ...]
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["failed_chunk_ids"] = list(self.failed_chunk_ids)
+        return d
+
+
+def summarize(
+    chunk_ids: Sequence[str], results: Iterable[dict | None], duration_seconds: float
+) -> RunSummary:
+    """Summarise a run from its planned chunk ids and the results of the chunks that succeeded.
+
+    A chunk with no result (failed, upstream-failed or never run) counts as failed. An empty plan is a
+    success with rate 1.0: nothing was due.
+    """
+    by_id = {r["chunk_id"]: r for r in results if r and r.get("chunk_id")}
+    ok = [by_id[c] for c in chunk_ids if c in by_id]
+    failed = tuple(c for c in chunk_ids if c not in by_id)
+    rows = sum(int(r.get("rows", 0)) for r in ok)
+    transfer = sum(float(r.get("seconds", 0.0)) for r in ok)
+    total = len(chunk_ids)
+    return RunSummary(
+        chunks_total=total,
+        chunks_ok=len(ok),
+        chunks_failed=len(failed),
+        success_rate=round(len(ok) / total, 4) if total else 1.0,
+        rows=rows,
+        transfer_seconds=round(transfer, 3),
+        duration_seconds=round(duration_seconds, 3),
+        rows_per_second=round(rows / duration_seconds, 1) if duration_seconds > 0 else 0.0,
+        failed_chunk_ids=failed,
+    )

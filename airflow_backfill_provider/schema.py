@@ -1,0 +1,142 @@
+"""The AVEVA/Wonderware ``History`` and ``TagRef`` schemas, described once.
+
+Everything that needs the column list (the SQL source query, the simulator, the Arrow schema of a
+transfer, the ClickHouse DDL) derives it from :data:`HISTORY_COLUMNS`, so the 33 columns cannot drift
+apart between source and target. No Airflow import: unit-tested directly.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# A column's kind decides its type in every system. "datetime" values are UTC instants.
+KINDS = ("datetime", "str", "float", "int")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str
+    nullable: bool = True
+
+
+HISTORY_COLUMNS: tuple[Column, ...] = (
+    Column("DateTime", "datetime", nullable=False),
+    Column("TagName", "str", nullable=False),
+    Column("Value", "float"),
+    Column("VValue", "str"),
+    Column("Quality", "int"),
+    Column("QualityDetail", "int"),
+    Column("OPCQuality", "int"),
+    Column("wwTagKey", "int"),
+    Column("wwRowCount", "int"),
+    Column("wwResolution", "int"),
+    Column("wwEdgeDetection", "str"),
+    Column("wwRetrievalMode", "str"),
+    Column("wwTimeDeadband", "int"),
+    Column("wwValueDeadband", "float"),
+    Column("wwTimeZone", "str"),
+    Column("wwVersion", "str"),
+    Column("wwCycleCount", "int"),
+    Column("wwTimeStampRule", "str"),
+    Column("wwInterpolationType", "str"),
+    Column("wwQualityRule", "str"),
+    Column("wwStateCalc", "str"),
+    Column("StateTime", "float"),
+    Column("PercentGood", "float"),
+    Column("wwParameters", "str"),
+    Column("StartDateTime", "datetime"),
+    Column("SourceTag", "str"),
+    Column("SourceServer", "str"),
+    Column("wwFilter", "str"),
+    Column("wwValueSelector", "str"),
+    Column("wwMaxStates", "int"),
+    Column("wwOption", "str"),
+    Column("wwExpression", "str"),
+    Column("wwUnit", "str"),
+)
+HISTORY_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in HISTORY_COLUMNS)
+
+# TagRef holds far more columns in a real Historian; these are the ones discovery reads.
+TAGREF_COLUMNS: tuple[Column, ...] = (
+    Column("TagName", "str", nullable=False),
+    Column("TagType", "int", nullable=False),
+    Column("Description", "str"),
+)
+
+# TagType codes of AVEVA Historian's TagRef table.
+TAG_TYPES: dict[str, int] = {
+    "analog": 1,
+    "discrete": 2,
+    "string": 3,
+    "complex": 4,
+    "event": 5,
+    "summary": 7,
+}
+DEFAULT_TAG_TYPES: tuple[str, ...] = ("analog", "discrete", "string")
+
+DEFAULT_TABLE = "WonderwareHistory"
+
+_CLICKHOUSE_TYPES = {
+    "datetime": "DateTime64(6, 'UTC')",
+    "str": "String",
+    "float": "Float64",
+    "int": "Int64",
+}
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def tag_type_codes(names: list[str] | tuple[str, ...]) -> list[int]:
+    """Map tag type names (``analog``, ``discrete``, ...) to TagRef codes; unknown names are an error."""
+    if not names:
+        raise ValueError(f"No tag types selected; choose from {sorted(TAG_TYPES)}.")
+    unknown = [n for n in names if str(n).lower() not in TAG_TYPES]
+    if unknown:
+        raise ValueError(f"Unknown tag type(s) {unknown}; choose from {sorted(TAG_TYPES)}.")
+    return sorted({TAG_TYPES[str(n).lower()] for n in names})
+
+
+def check_identifier(name: str, what: str = "table name") -> str:
+    """Return ``name`` if it is a plain SQL identifier (optionally ``db.table``), else raise."""
+    parts = str(name).split(".")
+    if len(parts) > 2 or not all(_IDENTIFIER.match(p) for p in parts):
+        raise ValueError(
+            f"Invalid {what} {name!r}: use letters, digits and underscores, optionally as database.table."
+        )
+    return name
+
+
+def quote_identifier(name: str) -> str:
+    """Backtick-quote a checked ``table`` or ``db.table`` for ClickHouse."""
+    return ".".join(f"`{p}`" for p in check_identifier(name).split("."))
+
+
+def clickhouse_history_ddl(table: str = DEFAULT_TABLE) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` for the history table.
+
+    Partitioned by month and ordered by (TagName, DateTime). Deliberately no TTL: the seed's 90-day
+    TTL would silently delete the history a backfill just loaded.
+    """
+    cols = []
+    for c in HISTORY_COLUMNS:
+        ch_type = "LowCardinality(String)" if c.name == "TagName" else _CLICKHOUSE_TYPES[c.kind]
+        cols.append(f"    `{c.name}` {f'Nullable({ch_type})' if c.nullable else ch_type}")
+    return (
+        f"CREATE TABLE IF NOT EXISTS {quote_identifier(table)}\n(\n"
+        + ",\n".join(cols)
+        + "\n)\nENGINE = MergeTree\nPARTITION BY toYYYYMM(DateTime)\nORDER BY (TagName, DateTime)"
+    )
+
+
+def arrow_history_schema():
+    """The Arrow schema of a History batch, in :data:`HISTORY_COLUMNS` order."""
+    import pyarrow as pa
+
+    types = {
+        "datetime": pa.timestamp("us", tz="UTC"),
+        "str": pa.string(),
+        "float": pa.float64(),
+        "int": pa.int64(),
+    }
+    return pa.schema([pa.field(c.name, types[c.kind], nullable=c.nullable) for c in HISTORY_COLUMNS])

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(
+    r'^__version__ = "([^"]+)"', (HERE / "airflow_backfill_provider" / "__init__.py").read_text(), re.M
+).group(1)
+
+setup(
+    name="airflow-backfill-provider",
+    version=VERSION,
+    description="Airflow-native, idempotent, observable backfills: Wonderware/AVEVA Historian to "
+    "ClickHouse, Temporal workflows and Kubernetes Jobs.",
+    long_description=(HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=find_packages(include=["airflow_backfill_provider", "airflow_backfill_provider.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "apache-airflow>=3.3,<4",
+        "apache-airflow-providers-common-sql>=1.20",
+        "apache-airflow-providers-microsoft-mssql>=4.0",
+        "apache-airflow-providers-clickhousedb>=1.0",
+        "clickhouse-connect>=0.8",
+        "chdb>=3.0",
+        "SQLAlchemy>=2.0",
+        "pyarrow>=15",
+        "pendulum>=3.0",
+        "temporalio>=1.9",
+    ],
+    extras_require={
+        "postgres": ["psycopg[binary]>=3.1", "adbc-driver-postgresql>=1.0"],
+        "redis": ["apache-airflow-providers-redis>=4.0", "redis>=5"],
+        "kubernetes": ["apache-airflow-providers-cncf-kubernetes>=10.0"],
+    },
+    entry_points={
+        "apache_airflow_provider": [
+            "provider_info=airflow_backfill_provider.get_provider_info:get_provider_info"
+        ],
+        "console_scripts": [
+            "wonderware-simulator=airflow_backfill_provider.simulator:main",
+        ],
+    },
+    classifiers=[
+        "Framework :: Apache Airflow",
+        "Framework :: Apache Airflow :: Provider",
+        "Programming Language :: Python :: 3",
+    ],
+)
