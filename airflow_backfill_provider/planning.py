@@ -185,3 +185,33 @@ def summarize(
         rows_per_second=round(rows / duration_seconds, 1) if duration_seconds > 0 else 0.0,
         failed_chunk_ids=failed,
     )
+
+
+def resolve_window(
+    range_start: str | None,
+    range_end: str | None,
+    data_interval_start: datetime | None,
+    data_interval_end: datetime | None,
+) -> tuple[datetime, datetime]:
+    """The window a run works on: the explicit ``range_start``/``range_end`` Params if given, else
+    the run's data interval. Raises ValueError naming what is missing."""
+    if range_start or range_end:
+        if not (range_start and range_end):
+            raise ValueError(
+                f"Set both range_start and range_end, or neither (got range_start={range_start!r}, "
+                f"range_end={range_end!r})."
+            )
+        start, end = to_utc(range_start, "range_start"), to_utc(range_end, "range_end")
+    elif data_interval_start is not None and data_interval_end is not None:
+        start, end = to_utc(data_interval_start), to_utc(data_interval_end)
+    else:
+        raise ValueError(
+            "This run has no data interval (a manual run without a logical date?). Trigger it with a "
+            "logical date, or set the range_start and range_end Params."
+        )
+    if end <= start:
+        raise ValueError(
+            f"Empty window {start.isoformat()} – {end.isoformat()}: the DAG needs an interval timetable "
+            "(e.g. CronDataIntervalTimetable), or set range_start before range_end."
+        )
+    return start, end
