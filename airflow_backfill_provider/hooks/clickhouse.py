@@ -1,0 +1,281 @@
+"""ClickHouse as a backfill target: a ClickHouse server over HTTP, or embedded ClickHouse (chdb).
+
+Reuses the standard ``clickhouse`` connection type of ``apache-airflow-providers-clickhousedb``. An
+extra ``chdb_path`` switches the connection to embedded mode: the engine runs inside the task
+process on that data directory.
+
+chdb allows one process per data directory and releases it when the client is closed, so in
+embedded mode every use is ``lock → open → use → close → unlock`` under an exclusive file lock
+(``<chdb_path>.lock``). Several Airflow task processes can then share one embedded database; they
+take turns on the ClickHouse side only, while reading the source runs in parallel.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.clickhousedb.hooks.clickhouse import ClickHouseConnection
+from airflow.providers.clickhousedb.hooks.clickhouse import ClickHouseHook as _BaseClickHouseHook
+
+from airflow_backfill_provider.exceptions import ConfigurationError, ReconciliationError
+from airflow_backfill_provider.schema import (
+    DEFAULT_TABLE,
+    HISTORY_COLUMN_NAMES,
+    clickhouse_history_ddl,
+    quote_identifier,
+)
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+# How long a task waits for the embedded database before giving up. Chunk writes hold the lock for
+# seconds, so ten minutes means something is stuck, not busy.
+DEFAULT_LOCK_TIMEOUT = 600.0
+# Rows per insert_arrow request when streaming a spool file to a ClickHouse server.
+SERVER_INSERT_ROWS = 500_000
+
+_WINDOW_WHERE = (
+    "TagName IN {tags:Array(String)} "
+    "AND DateTime >= {start:DateTime64(6, 'UTC')} AND DateTime < {end:DateTime64(6, 'UTC')}"
+)
+
+
+@contextmanager
+def file_lock(path: str, timeout: float = DEFAULT_LOCK_TIMEOUT) -> Iterator[float]:
+    """Hold an exclusive ``flock`` on ``path``; yield the seconds spent waiting for it."""
+    started = time.monotonic()
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        delay = 0.01
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() - started > timeout:
+                    raise TimeoutError(
+                        f"Embedded ClickHouse at {path[:-5]!r} stayed locked by another process for "
+                        f"{timeout:.0f}s. Look for a stuck task, or use a ClickHouse server for heavy "
+                        "parallel loads."
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
+        yield time.monotonic() - started
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+class _LockedConnection(ClickHouseConnection):
+    """DB-API adapter that releases the embedded-database lock when closed."""
+
+    def __init__(self, client: Client, release) -> None:
+        super().__init__(client)
+        self._release = release
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._release()
+
+
+class ClickHouseHook(_BaseClickHouseHook):
+    """
+    ClickHouse server or embedded chdb, with the operations a backfill needs.
+
+    Everything of the clickhousedb provider's hook works (``run``, ``get_records``,
+    ``SQLExecuteQueryOperator``). Connection extra ``chdb_path`` selects embedded mode; all other
+    fields then are ignored.
+
+    :param clickhouse_conn_id: Airflow connection id of type ``clickhouse``.
+    :param lock_timeout: embedded mode only: seconds to wait for the data directory's lock.
+    """
+
+    hook_name = "ClickHouse (server or embedded chdb)"
+
+    def __init__(
+        self,
+        clickhouse_conn_id: str = _BaseClickHouseHook.default_conn_name,
+        *,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(clickhouse_conn_id=clickhouse_conn_id, **kwargs)
+        self.lock_timeout = lock_timeout
+        self._tables_ensured: set[str] = set()
+
+    @property
+    def chdb_path(self) -> str | None:
+        """The embedded data directory, or ``None`` for a ClickHouse server."""
+        path = self.connection.extra_dejson.get("chdb_path")
+        return os.path.abspath(os.path.expanduser(path)) if path else None
+
+    def _open_client(self) -> Client:
+        import clickhouse_connect
+
+        path = self.chdb_path
+        if path:
+            os.makedirs(path, exist_ok=True)
+            return clickhouse_connect.get_client(dsn=f"chdb://{path}")
+        return clickhouse_connect.get_client(**self._get_client_kwargs())
+
+    @contextmanager
+    def session(self) -> Iterator[Client]:
+        """Yield a clickhouse-connect client, closed afterwards; in embedded mode, under the lock."""
+        path = self.chdb_path
+        if not path:
+            client = self._open_client()
+            try:
+                yield client
+            finally:
+                client.close()
+            return
+        with file_lock(path + ".lock", self.lock_timeout) as waited:
+            if waited > 1:
+                self.log.info("Waited %.1fs for the embedded ClickHouse lock", waited)
+            client = self._open_client()
+            try:
+                yield client
+            finally:
+                client.close()
+
+    def get_client(self) -> Client:
+        """The raw client (caller closes it). In embedded mode prefer :meth:`session`, which locks."""
+        return self._open_client()
+
+    def get_conn(self) -> ClickHouseConnection:
+        path = self.chdb_path
+        if not path:
+            return super().get_conn()
+        lock = file_lock(path + ".lock", self.lock_timeout)
+        lock.__enter__()
+        try:
+            return _LockedConnection(self._open_client(), lambda: lock.__exit__(None, None, None))
+        except BaseException:
+            lock.__exit__(None, None, None)
+            raise
+
+    def test_connection(self) -> tuple[bool, str]:
+        try:
+            with self.session() as client:
+                version = client.command("SELECT version()")
+        except Exception as err:
+            return False, f"{type(err).__name__}: {err}"
+        mode = f"embedded chdb at {self.chdb_path}" if self.chdb_path else "server"
+        return True, f"Connected to ClickHouse {version} ({mode})"
+
+    # -- history table -------------------------------------------------------------------------
+
+    def ensure_history_table(self, client: Client, table: str = DEFAULT_TABLE) -> None:
+        """Create the history table if it does not exist (once per hook and table)."""
+        if table not in self._tables_ensured:
+            client.command(clickhouse_history_ddl(table))
+            self._tables_ensured.add(table)
+
+    def count_window(
+        self, client: Client, table: str, tags: Sequence[str], start: datetime, end: datetime
+    ) -> int:
+        """Rows of ``tags`` in ``[start, end)``: a plain count, no FINAL."""
+        result = client.query(
+            f"SELECT count() FROM {quote_identifier(table)} WHERE {_WINDOW_WHERE}",
+            parameters={"tags": list(tags), "start": start, "end": end},
+        )
+        return int(result.result_rows[0][0])
+
+    def count_by_tag(
+        self, table: str, tags: Sequence[str], start: datetime, end: datetime
+    ) -> dict[str, int]:
+        """Rows per tag in ``[start, end)``, for reconciliation against the source."""
+        with self.session() as client:
+            if not self._table_exists(client, table):
+                return {}
+            result = client.query(
+                f"SELECT TagName, count() FROM {quote_identifier(table)} WHERE {_WINDOW_WHERE} "
+                "GROUP BY TagName",
+                parameters={"tags": list(tags), "start": start, "end": end},
+            )
+            return {str(t): int(n) for t, n in result.result_rows}
+
+    @staticmethod
+    def _table_exists(client: Client, table: str) -> bool:
+        db, _, name = table.rpartition(".")
+        return bool(
+            client.command(
+                "SELECT count() FROM system.tables WHERE database = "
+                + ("{db:String}" if db else "currentDatabase()")
+                + " AND name = {name:String}",
+                parameters={"db": db, "name": name},
+            )
+        )
+
+    def replace_window(
+        self,
+        *,
+        table: str,
+        tags: Sequence[str],
+        start: datetime,
+        end: datetime,
+        spool_path: str,
+        expected_rows: int,
+    ) -> dict[str, Any]:
+        """Make ``table`` hold exactly the spooled rows for ``tags`` × ``[start, end)``.
+
+        Deletes whatever the window holds (an earlier run, or an attempt that died half-way), then
+        inserts the spool file (an Arrow IPC stream), then checks the window's count equals
+        ``expected_rows``. Safe to repeat: the end state depends only on the spool.
+        """
+        params = {"tags": list(tags), "start": start, "end": end}
+        qtable = quote_identifier(table)
+        with self.session() as client:
+            self.ensure_history_table(client, table)
+            existing = self.count_window(client, table, tags, start, end)
+            if existing:
+                # Lightweight delete: rows are masked at once for every later query (plain count()
+                # included); the mutation that drops them physically runs in the background.
+                client.command(
+                    f"DELETE FROM {qtable} WHERE {_WINDOW_WHERE}",
+                    parameters=params,
+                    settings={"lightweight_deletes_sync": 2},
+                )
+            if expected_rows:
+                self._insert_spool(client, table, spool_path)
+            written = self.count_window(client, table, tags, start, end)
+        if written != expected_rows:
+            raise ReconciliationError(
+                f"{table}: the window {start.isoformat()} – {end.isoformat()} holds {written} rows for "
+                f"{len(tags)} tags after the load, but the source gave {expected_rows}. Re-run the task; "
+                "if it persists, a concurrent writer is touching the same window."
+            )
+        return {"replaced_rows": existing, "written_rows": written}
+
+    def _insert_spool(self, client: Client, table: str, spool_path: str) -> None:
+        cols = ", ".join(f"`{c}`" for c in HISTORY_COLUMN_NAMES)
+        if self.chdb_path:
+            # The embedded engine reads the Arrow file natively, with no Python object per row.
+            if "'" in spool_path or "\\" in spool_path:
+                raise ConfigurationError(f"Spool path {spool_path!r} must not contain quotes or backslashes.")
+            client.command(
+                f"INSERT INTO {quote_identifier(table)} ({cols}) "
+                f"SELECT {cols} FROM file('{spool_path}', 'ArrowStream')"
+            )
+            return
+        import pyarrow as pa
+
+        with pa.OSFile(spool_path, "rb") as source:
+            reader = pa.ipc.open_stream(source)
+            pending: list = []
+            pending_rows = 0
+            for batch in reader:
+                pending.append(batch)
+                pending_rows += batch.num_rows
+                if pending_rows >= SERVER_INSERT_ROWS:
+                    client.insert_arrow(table, pa.Table.from_batches(pending))
+                    pending, pending_rows = [], 0
+            if pending:
+                client.insert_arrow(table, pa.Table.from_batches(pending))

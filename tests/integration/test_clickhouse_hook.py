@@ -1,0 +1,136 @@
+"""ClickHouseHook against the real embedded ClickHouse engine (chdb), across processes."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from datetime import datetime, timedelta, timezone
+
+import pyarrow as pa
+import pytest
+
+from airflow_backfill_provider.exceptions import ReconciliationError
+from airflow_backfill_provider.schema import HISTORY_COLUMN_NAMES, arrow_history_schema
+from airflow_backfill_provider.transfer import spool_batches
+
+UTC = timezone.utc
+T0 = datetime(2025, 3, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def ch_conn(monkeypatch, chdb_path):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CH_TEST", json.dumps({"conn_type": "clickhouse", "extra": {"chdb_path": chdb_path}})
+    )
+    return "ch_test"
+
+
+def history_batch(tags, start, n_per_tag, step=timedelta(minutes=1)):
+    schema = arrow_history_schema()
+    cols = {name: [] for name in HISTORY_COLUMN_NAMES}
+    for tag in tags:
+        for i in range(n_per_tag):
+            for name in HISTORY_COLUMN_NAMES:
+                cols[name].append(None)
+            cols["DateTime"][-1] = start + i * step
+            cols["TagName"][-1] = tag
+            cols["Value"][-1] = float(i) if i % 5 else None
+            cols["VValue"][-1] = str(i)
+            cols["Quality"][-1] = 0
+    return pa.RecordBatch.from_pydict(cols, schema=schema)
+
+
+def spool(tmp_path, batch, name="s.arrows"):
+    path = str(tmp_path / name)
+    return path, spool_batches([batch], path, arrow_history_schema())
+
+
+def hook(conn_id):
+    from airflow_backfill_provider.hooks.clickhouse import ClickHouseHook
+
+    return ClickHouseHook(clickhouse_conn_id=conn_id)
+
+
+def test_history_table_ddl(ch_conn):
+    h = hook(ch_conn)
+    with h.session() as client:
+        h.ensure_history_table(client, "WonderwareHistory")
+        row = client.query(
+            "SELECT engine, partition_key, sorting_key, create_table_query FROM system.tables "
+            "WHERE name = 'WonderwareHistory'"
+        ).result_rows[0]
+        columns = [r[0] for r in client.query("DESCRIBE TABLE WonderwareHistory").result_rows]
+    engine, partition_key, sorting_key, ddl = row
+    assert engine == "MergeTree"
+    assert partition_key == "toYYYYMM(DateTime)"
+    assert sorting_key == "TagName, DateTime"
+    assert "TTL" not in ddl
+    assert columns == list(HISTORY_COLUMN_NAMES) and len(columns) == 33
+
+
+def test_replace_window_is_idempotent_and_replaces_partial_writes(ch_conn, tmp_path):
+    h = hook(ch_conn)
+    tags = ["A", "B"]
+    end = T0 + timedelta(hours=1)
+    path, rows = spool(tmp_path, history_batch(tags, T0, 60))
+    assert rows == 120
+    first = h.replace_window(table="H", tags=tags, start=T0, end=end, spool_path=path, expected_rows=rows)
+    assert first == {"replaced_rows": 0, "written_rows": 120}
+    again = h.replace_window(table="H", tags=tags, start=T0, end=end, spool_path=path, expected_rows=rows)
+    assert again == {"replaced_rows": 120, "written_rows": 120}
+    # a neighbouring window and another tag stay untouched by a replace
+    other, n_other = spool(tmp_path, history_batch(["C"], T0, 60), "other.arrows")
+    h.replace_window(table="H", tags=["C"], start=T0, end=end, spool_path=other, expected_rows=n_other)
+    with h.session() as client:
+        # simulate an attempt that died after its first batch: half the rows of A already there
+        client.insert_arrow("H", pa.Table.from_batches([history_batch(["A"], T0, 30)]))
+        assert client.command("SELECT count() FROM H") == 120 + 60 + 30
+    h.replace_window(table="H", tags=tags, start=T0, end=end, spool_path=path, expected_rows=rows)
+    assert h.count_by_tag("H", ["A", "B", "C"], T0, end) == {"A": 60, "B": 60, "C": 60}
+    with h.session() as client:
+        assert client.command("SELECT count() FROM H") == 180  # plain count, no FINAL
+        assert client.command("SELECT countIf(Value IS NULL) FROM H") == 3 * 12
+
+
+def test_replace_window_reports_mismatch(ch_conn, tmp_path):
+    h = hook(ch_conn)
+    path, rows = spool(tmp_path, history_batch(["A"], T0, 10))
+    with pytest.raises(ReconciliationError, match="holds 10 rows for 1 tags after the load, but the source gave 11"):
+        h.replace_window(
+            table="H", tags=["A"], start=T0, end=T0 + timedelta(hours=1), spool_path=path, expected_rows=11
+        )
+
+
+def _write_window(conn_json, tag, path):
+    import os
+
+    os.environ["AIRFLOW_CONN_CH_MP"] = conn_json
+    from airflow_backfill_provider.hooks.clickhouse import ClickHouseHook
+
+    ClickHouseHook(clickhouse_conn_id="ch_mp").replace_window(
+        table="H", tags=[tag], start=T0, end=T0 + timedelta(days=1), spool_path=path, expected_rows=500
+    )
+
+
+def test_embedded_mode_serves_several_processes(chdb_path, tmp_path, ch_conn):
+    conn_json = json.dumps({"conn_type": "clickhouse", "extra": {"chdb_path": chdb_path}})
+    tags = [f"P{i}" for i in range(3)]
+    paths = [spool(tmp_path, history_batch([t], T0, 500), f"{t}.arrows")[0] for t in tags]
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_write_window, args=(conn_json, t, p)) for t, p in zip(tags, paths)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    assert hook(ch_conn).count_by_tag("H", tags, T0, T0 + timedelta(days=1)) == {t: 500 for t in tags}
+
+
+def test_dbapi_path_and_test_connection(ch_conn):
+    h = hook(ch_conn)
+    ok, message = h.test_connection()
+    assert ok and "embedded chdb" in message
+    assert h.get_records("SELECT 1 + 1") == [(2,)]
+    # the DB-API connection released the lock: a session opens at once
+    with h.session() as client:
+        assert client.command("SELECT 3") == 3
