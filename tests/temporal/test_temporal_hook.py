@@ -1,0 +1,307 @@
+"""TemporalHook against a real Temporal dev server, with a worker in the test process."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from temporal_support import TASK_QUEUE, wait_until
+
+from airflow_backfill_provider.exceptions import ConfigurationError
+from airflow_backfill_provider.hooks.temporal import (
+    TemporalConnectionError,
+    TemporalHook,
+    TemporalNamespaceNotFoundError,
+    TemporalQueryError,
+    TemporalWorkflowFailedError,
+    TemporalWorkflowNotFoundError,
+    client_kwargs_from_connection,
+)
+
+PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+# -- connection mapping (pure) -------------------------------------------------------------------
+
+
+def test_client_kwargs_defaults():
+    kw = client_kwargs_from_connection(host="temporal.local", port=None, password=None, extra={})
+    assert kw["target_host"] == "temporal.local:7233"
+    assert kw["namespace"] == "default"
+    assert "tls" not in kw and "api_key" not in kw
+
+
+def test_client_kwargs_api_key_namespace_and_scheme():
+    kw = client_kwargs_from_connection(
+        host="grpcs://ns.acct.tmprl.cloud", port=7233, password="secret-key", extra={"namespace": "ingestion"}
+    )
+    assert kw["target_host"] == "ns.acct.tmprl.cloud:7233"
+    assert kw["namespace"] == "ingestion"
+    assert kw["api_key"] == "secret-key"  # the SDK turns TLS on by itself when an API key is set
+    override = client_kwargs_from_connection(
+        host="h", port=1, password=None, extra={"namespace": "a"}, namespace="b"
+    )
+    assert override["namespace"] == "b"
+
+
+def test_client_kwargs_mtls_from_pem_and_file(tmp_path):
+    key_file = tmp_path / "client.key"
+    key_file.write_text("-----BEGIN PRIVATE KEY-----\nAAA\n-----END PRIVATE KEY-----\n")
+    kw = client_kwargs_from_connection(
+        host="h",
+        port=7233,
+        password=None,
+        extra={
+            "tls_client_cert": PEM,
+            "tls_client_key": str(key_file),
+            "tls_ca_cert": PEM,
+            "tls_server_name": "frontend.internal",
+        },
+    )
+    tls = kw["tls"]
+    assert tls.client_cert == PEM.strip().encode()
+    assert tls.client_private_key.startswith(b"-----BEGIN PRIVATE KEY")
+    assert tls.server_root_ca_cert == PEM.strip().encode()
+    assert tls.domain == "frontend.internal"
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"tls_client_cert": PEM}, "needs both"),
+        ({"tls_ca_cert": "/no/such/ca.pem"}, "PEM text"),
+        ({"rpc_metadata": {"x": 1}}, "rpc_metadata"),
+    ],
+)
+def test_client_kwargs_bad_tls_settings(extra, message):
+    with pytest.raises(ConfigurationError, match=message):
+        client_kwargs_from_connection(host="h", port=1, password=None, extra=extra)
+
+
+def test_client_kwargs_plain_tls_flag():
+    kw = client_kwargs_from_connection(host="h", port=1, password=None, extra={"tls": "true"})
+    assert kw["tls"] is True
+
+
+# -- against the dev server ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def seeded(temporal_worker):
+    """Three closed workflows under one prefix: completed, failed, timed out."""
+    hook = TemporalHook()
+    prefix = "hookseed-"
+    before = datetime.now(timezone.utc) - timedelta(seconds=1)
+    ids = {"Completed": f"{prefix}ok", "Failed": f"{prefix}bad", "TimedOut": f"{prefix}slow"}
+    hook.start_workflow("TestWorkflow", workflow_id=ids["Completed"], task_queue=TASK_QUEUE, args=[{}])
+    hook.start_workflow(
+        "TestWorkflow", workflow_id=ids["Failed"], task_queue=TASK_QUEUE, args=[{"mode": "fail"}]
+    )
+    hook.start_workflow(
+        "TestWorkflow",
+        workflow_id=ids["TimedOut"],
+        task_queue=TASK_QUEUE,
+        args=[{"mode": "sleep"}],
+        execution_timeout=timedelta(seconds=1),
+    )
+    query = f"WorkflowId STARTS_WITH '{prefix}' AND ExecutionStatus != 'Running'"
+    wait_until(lambda: hook.count_executions(query) == 3, what="three closed seeded workflows")
+    return {"prefix": prefix, "ids": ids, "before": before, "after": datetime.now(timezone.utc)}
+
+
+def test_connection_ok_and_bad_namespace(hook):
+    ok, message = hook.test_connection()
+    assert ok, message
+    assert "namespace 'default'" in message
+    ok, message = TemporalHook(namespace="no-such-namespace").test_connection()
+    assert not ok
+    assert "no-such-namespace" in message and "does not exist" in message
+
+
+def test_unreachable_server_is_a_connection_error(monkeypatch, temporal_worker):
+    from services import free_port
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_TEMPORAL_DOWN",
+        json.dumps({"conn_type": "temporal", "host": "127.0.0.1", "port": free_port()}),
+    )
+    with pytest.raises(TemporalConnectionError, match="Cannot connect to Temporal at 127.0.0.1"):
+        TemporalHook("temporal_down").count_executions()
+
+
+def test_list_and_count_by_prefix_status_and_start_time(hook, seeded):
+    prefix, ids = seeded["prefix"], seeded["ids"]
+    runs = hook.list_executions(f"WorkflowId STARTS_WITH '{prefix}'")
+    assert {r["workflow_id"]: r["status"] for r in runs} == {v: k for k, v in ids.items()}
+    assert all(r["workflow_type"] == "TestWorkflow" and r["task_queue"] == TASK_QUEUE for r in runs)
+    assert hook.count_executions(f"WorkflowId STARTS_WITH '{prefix}'") == 3
+
+    failed = hook.list_executions(f"WorkflowId STARTS_WITH '{prefix}' AND ExecutionStatus = 'Failed'")
+    assert [r["workflow_id"] for r in failed] == [ids["Failed"]]
+    assert (
+        hook.count_executions(
+            f"WorkflowId STARTS_WITH '{prefix}' AND (ExecutionStatus = 'TimedOut' OR ExecutionStatus = 'Completed')"
+        )
+        == 2
+    )
+
+    start, end = seeded["before"].isoformat(), seeded["after"].isoformat()
+    assert (
+        hook.count_executions(
+            f"WorkflowId STARTS_WITH '{prefix}' AND StartTime BETWEEN '{start}' AND '{end}'"
+        )
+        == 3
+    )
+    assert hook.count_executions(f"WorkflowId STARTS_WITH '{prefix}' AND StartTime > '{end}'") == 0
+    assert hook.count_executions(f"WorkflowId STARTS_WITH '{prefix}' AND StartTime >= '{start}'") == 3
+    assert len(hook.list_executions(f"WorkflowId STARTS_WITH '{prefix}'", limit=2)) == 2
+
+
+def test_describe_history_and_history_points(hook, seeded):
+    ids = seeded["ids"]
+    desc = hook.describe(ids["Completed"])
+    assert desc["status"] == "Completed" and desc["run_id"] and desc["close_time"]
+
+    history = hook.fetch_history(ids["Completed"])
+    kinds = [e.WhichOneof("attributes") for e in history.events]
+    assert kinds[0] == "workflow_execution_started_event_attributes"
+    assert kinds[-1] == "workflow_execution_completed_event_attributes"
+    assert history.to_json_dict()["events"]
+
+    ok = hook.get_history_points(ids["Completed"])
+    assert ok.close_status == "Completed" and ok.success_time is not None
+    assert ok.start_time <= ok.success_time
+    bad = hook.get_history_points(ids["Failed"], desc_run_id(hook, ids["Failed"]))
+    assert bad.close_status == "Failed" and bad.success_time is None and bad.start_time
+    slow = hook.get_history_points(ids["TimedOut"])
+    assert slow.close_status == "TimedOut" and slow.success_time is None
+
+
+def desc_run_id(hook, workflow_id):
+    return hook.describe(workflow_id)["run_id"]
+
+
+def test_history_points_of_a_running_workflow(hook, uid):
+    hook.start_workflow(
+        "TestWorkflow", workflow_id=uid, task_queue=TASK_QUEUE, args=[{"mode": "wait_signal"}]
+    )
+    points = hook.get_history_points(uid)
+    assert points.start_time is not None and points.close_status is None
+    hook.terminate(uid, reason="test done")
+
+
+def test_unknown_workflow_is_not_found(hook):
+    with pytest.raises(TemporalWorkflowNotFoundError, match="no-such-workflow"):
+        hook.describe("no-such-workflow")
+    assert hook.get_statuses(["no-such-workflow"]) == {"no-such-workflow": None}
+
+
+def test_start_twice_with_the_same_id_runs_one(hook, uid):
+    first = hook.start_workflow(
+        "TestWorkflow", workflow_id=uid, task_queue=TASK_QUEUE, args=[{"mode": "wait_signal"}]
+    )
+    second = hook.start_workflow(
+        "TestWorkflow", workflow_id=uid, task_queue=TASK_QUEUE, args=[{"mode": "wait_signal"}]
+    )
+    assert first["started"] is True
+    assert second == {**first, "started": False}  # re-attached to the running execution
+
+    hook.signal(uid, "release")
+    assert hook.get_result(uid, timeout=10) == {"echo": {"mode": "wait_signal"}}
+    # Closed now: the default reuse policy still refuses a second execution and re-attaches.
+    third = hook.start_workflow("TestWorkflow", workflow_id=uid, task_queue=TASK_QUEUE, args=[{}])
+    assert third == {**first, "started": False}
+    assert wait_until(lambda: hook.count_executions(f"WorkflowId = '{uid}'") == 1)
+
+
+def test_failed_only_policy_starts_again_after_a_failure(hook, uid):
+    first = hook.start_workflow(
+        "TestWorkflow", workflow_id=uid, task_queue=TASK_QUEUE, args=[{"mode": "fail"}]
+    )
+    with pytest.raises(TemporalWorkflowFailedError) as info:
+        hook.get_result(uid, timeout=10)
+    assert info.value.status == "Failed"
+    again = hook.start_workflow(
+        "TestWorkflow",
+        workflow_id=uid,
+        task_queue=TASK_QUEUE,
+        args=[{}],
+        id_reuse_policy="ALLOW_DUPLICATE_FAILED_ONLY",
+    )
+    assert again["started"] and again["run_id"] != first["run_id"]
+    assert hook.get_result(uid, timeout=10) == {"echo": {}}
+    # After a success the same policy refuses a third run.
+    third = hook.start_workflow(
+        "TestWorkflow",
+        workflow_id=uid,
+        task_queue=TASK_QUEUE,
+        args=[{}],
+        id_reuse_policy="ALLOW_DUPLICATE_FAILED_ONLY",
+    )
+    assert third == {**again, "started": False}
+
+
+def test_signal_cancel_terminate_by_query_with_dry_run(hook, uid):
+    for n in range(3):
+        hook.start_workflow(
+            "TestWorkflow", workflow_id=f"{uid}-{n}", task_queue=TASK_QUEUE, args=[{"mode": "wait_signal"}]
+        )
+    query = f"WorkflowId STARTS_WITH '{uid}-'"
+    wait_until(lambda: hook.count_executions(query) == 3, what="three running workflows visible")
+
+    would = hook.terminate_by_query(query, reason="test", dry_run=True)
+    assert sorted(r["workflow_id"] for r in would) == [f"{uid}-0", f"{uid}-1", f"{uid}-2"]
+    assert all(hook.describe(f"{uid}-{n}")["status"] == "Running" for n in range(3))
+
+    hook.signal(f"{uid}-0", "release")
+    assert hook.get_result(f"{uid}-0", timeout=10)["echo"]["mode"] == "wait_signal"
+    hook.cancel(f"{uid}-1")
+    wait_until(lambda: hook.describe(f"{uid}-1")["status"] == "Canceled", what="cancel")
+    wait_until(lambda: hook.count_executions(f"{query} AND ExecutionStatus = 'Running'") == 1)
+    done = hook.terminate_by_query(query, reason="test")
+    assert [r["workflow_id"] for r in done] == [f"{uid}-2"]
+    assert hook.describe(f"{uid}-2")["status"] == "Terminated"
+
+
+def test_get_result_timeout_leaves_the_workflow_running(hook, uid):
+    hook.start_workflow(
+        "TestWorkflow", workflow_id=uid, task_queue=TASK_QUEUE, args=[{"mode": "wait_signal"}]
+    )
+    with pytest.raises(TimeoutError):
+        hook.get_result(uid, timeout=0.3)
+    assert hook.describe(uid)["status"] == "Running"
+    hook.terminate(uid)
+
+
+def test_search_attributes_are_typed_and_queryable(hook, uid):
+    hook.start_workflow(
+        "TestWorkflow",
+        workflow_id=uid,
+        task_queue=TASK_QUEUE,
+        args=[{}],
+        search_attributes={"CustomerId": uid},
+    )
+    found = wait_until(lambda: hook.list_executions(f"CustomerId = '{uid}'"), what="search attribute visible")
+    assert [r["workflow_id"] for r in found] == [uid]
+
+
+def test_bad_query_is_a_clear_configuration_error(hook):
+    with pytest.raises(TemporalQueryError, match="STARTS_WITHX") as info:
+        hook.list_executions("WorkflowId STARTS_WITHX 'x'")
+    assert isinstance(info.value, ConfigurationError)
+    with pytest.raises(TemporalQueryError, match="NoSuchAttribute"):
+        hook.count_executions("NoSuchAttribute = 'x'")
+
+
+def test_bad_namespace_is_a_clear_configuration_error(temporal_worker):
+    bad = TemporalHook(namespace="no-such-namespace")
+    with pytest.raises(TemporalNamespaceNotFoundError, match="namespace 'no-such-namespace' does not exist"):
+        bad.list_executions("WorkflowId STARTS_WITH 'x'")
+    with pytest.raises(TemporalNamespaceNotFoundError):
+        bad.describe("x")
+
+
+def test_policy_names_are_checked(hook):
+    with pytest.raises(ConfigurationError, match="id_reuse_policy"):
+        hook.start_workflow("TestWorkflow", workflow_id="x", task_queue=TASK_QUEUE, id_reuse_policy="NOPE")
