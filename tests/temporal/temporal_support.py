@@ -28,7 +28,11 @@ TEMPORAL_CLI = shutil.which("temporal") or os.path.join(os.path.dirname(sys.exec
 
 @workflow.defn(name="TestWorkflow")
 class TestWorkflow:
-    """Does what ``params["mode"]`` says: complete (default), fail, sleep, wait_signal, sleep_then_fail."""
+    """Does what ``params["mode"]`` says.
+
+    ``complete`` (default), ``fail``, ``sleep`` (``seconds``), ``sleep_then_fail``, ``wait_signal``
+    (until the ``release`` signal), ``wait_signal_then_fail``.
+    """
 
     def __init__(self) -> None:
         self._released = False
@@ -43,10 +47,10 @@ class TestWorkflow:
         mode = params.get("mode", "complete")
         if mode in ("sleep", "sleep_then_fail"):
             await workflow.sleep(params.get("seconds", 3600))
-        if mode in ("fail", "sleep_then_fail"):
-            raise ApplicationError("asked to fail", non_retryable=True)
-        if mode == "wait_signal":
+        if mode in ("wait_signal", "wait_signal_then_fail"):
             await workflow.wait_condition(lambda: self._released)
+        if mode in ("fail", "sleep_then_fail", "wait_signal_then_fail"):
+            raise ApplicationError("asked to fail", non_retryable=True)
         return {"echo": params}
 
 
