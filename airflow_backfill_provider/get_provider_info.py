@@ -92,14 +92,52 @@ def get_provider_info() -> dict:
                 "hook-name": "Temporal",
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "login"],
-                    "relabeling": {"password": "API key"},
-                    "placeholders": {"host": "localhost", "port": "7233"},
+                    "relabeling": {"host": "Frontend host", "password": "API key"},
+                    "placeholders": {
+                        "host": "temporal-frontend.temporal.svc",
+                        "port": "7233",
+                        "password": "Temporal Cloud API key (optional; implies TLS)",
+                    },
                 },
                 "conn-fields": {
                     "namespace": {
                         "label": "Namespace",
                         "schema": {"type": ["string", "null"]},
-                        "description": "Temporal namespace (default: 'default').",
+                        "description": "Temporal namespace (default: 'default'). Operators, sensors and "
+                        "workflow specs can override it.",
+                    },
+                    "tls": {
+                        "label": "Use TLS",
+                        "schema": {"type": ["boolean", "null"]},
+                        "description": "Server-side TLS with the system CA roots. Implied by an API key or "
+                        "any certificate field below.",
+                    },
+                    "tls_ca_cert": {
+                        "label": "TLS CA certificate",
+                        "schema": {"type": ["string", "null"]},
+                        "description": "PEM text, or the path of a PEM file on the workers and triggerers: "
+                        "the CA that signed the server certificate.",
+                    },
+                    "tls_client_cert": {
+                        "label": "TLS client certificate (mTLS)",
+                        "schema": {"type": ["string", "null"]},
+                        "description": "PEM text or file path of the client certificate; needs the key too.",
+                    },
+                    "tls_client_key": {
+                        "label": "TLS client key (mTLS)",
+                        "schema": {"type": ["string", "null"], "format": "password"},
+                        "description": "PEM text or file path of the client private key.",
+                    },
+                    "tls_server_name": {
+                        "label": "TLS server name",
+                        "schema": {"type": ["string", "null"]},
+                        "description": "Name expected on the server certificate (SNI) when it differs from "
+                        "the host, e.g. behind a port-forward.",
+                    },
+                    "connect_timeout": {
+                        "label": "Connect timeout (seconds)",
+                        "schema": {"type": ["number", "null"], "default": 10},
+                        "description": "How long to wait for the frontend before failing.",
                     },
                 },
             },

@@ -121,6 +121,8 @@ def client_kwargs_from_connection(
     """Map an Airflow connection's fields onto ``temporalio.client.Client.connect`` kwargs."""
     from temporalio.service import TLSConfig
 
+    # Connections saved by older UIs prefix custom fields with extra__temporal__.
+    extra = {k.removeprefix("extra__temporal__"): v for k, v in extra.items()}
     host = (host or "").strip()
     for scheme in ("grpc://", "grpcs://", "http://", "https://", "dns:///"):
         if host.startswith(scheme):
@@ -157,8 +159,9 @@ def client_kwargs_from_connection(
         kwargs["tls"] = TLSConfig(
             server_root_ca_cert=ca, domain=server_name, client_cert=cert, client_private_key=key
         )
-    elif tls is not None:
-        kwargs["tls"] = bool(tls)
+    elif tls:
+        # Only ever switches TLS on: a form's unticked box must not turn off the TLS an API key needs.
+        kwargs["tls"] = True
     return kwargs
 
 

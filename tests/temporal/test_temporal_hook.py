@@ -79,9 +79,30 @@ def test_client_kwargs_bad_tls_settings(extra, message):
         client_kwargs_from_connection(host="h", port=1, password=None, extra=extra)
 
 
-def test_client_kwargs_plain_tls_flag():
+def test_client_kwargs_plain_tls_flag_and_prefixed_fields():
     kw = client_kwargs_from_connection(host="h", port=1, password=None, extra={"tls": "true"})
     assert kw["tls"] is True
+    # An unticked box never switches off the TLS an API key implies.
+    kw = client_kwargs_from_connection(host="h", port=1, password="key", extra={"tls": False})
+    assert "tls" not in kw and kw["api_key"] == "key"
+    kw = client_kwargs_from_connection(
+        host="h", port=1, password=None, extra={"extra__temporal__namespace": "old-ui"}
+    )
+    assert kw["namespace"] == "old-ui"
+
+
+def test_connection_type_is_registered_with_its_form():
+    from airflow.providers_manager import ProvidersManager
+
+    pm = ProvidersManager()
+    info = pm.hooks["temporal"]
+    assert info.hook_class_name == "airflow_backfill_provider.hooks.temporal.TemporalHook"
+    assert info.connection_id_attribute_name == "temporal_conn_id" and info.connection_testable
+    widgets = pm.connection_form_widgets
+    fields = ["namespace", "tls", "tls_ca_cert", "tls_client_cert", "tls_client_key", "tls_server_name"]
+    assert {f"extra__temporal__{f}" for f in fields} <= set(widgets)
+    assert widgets["extra__temporal__tls_client_key"].is_sensitive
+    assert pm.field_behaviours["temporal"]["relabeling"]["password"] == "API key"
 
 
 # -- against the dev server ----------------------------------------------------------------------
