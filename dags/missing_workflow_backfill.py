@@ -156,32 +156,27 @@ def missing_workflow_backfill():
         from airflow_backfill_provider.workflow_gaps import CLASSES
 
         log = logging.getLogger("airflow.task")
-        totals = dict.fromkeys(CLASSES, 0)
+        result: dict = {"specs": [e["spec"] for e in found or []], "counts": dict.fromkeys(CLASSES, 0)}
         for entry in found or []:
             for cls, n in entry["counts"].items():
-                totals[cls] += n
-            log.info(
-                "%-28s %s",
-                entry["spec"],
-                "  ".join(f"{c}={n}" for c, n in entry["counts"].items() if n) or "-",
-            )
-        log.info("All specs: %s", "  ".join(f"{c}={n}" for c, n in totals.items()))
-        result = {"counts": totals, "specs": [e["spec"] for e in found or []]}
+                result["counts"][cls] += n
+            counts = "  ".join(f"{c}={n}" for c, n in entry["counts"].items() if n) or "no keys"
+            log.info("%s [%s, %s): %s", entry["spec"], entry["interval_start"], entry["interval_end"], counts)
+        if found is not None:
+            log.info("Keys per class: %s", "  ".join(f"{c}={n}" for c, n in result["counts"].items()))
         if backfilled:
-            result.update(
-                {k: backfilled[k] for k in ("dry_run", "started", "attached", "would_start", "exhausted")}
-            )
-            result["recorded"] = backfilled["recorded"]
+            result.update(backfilled)
             verb = "Would start" if backfilled["dry_run"] else "Started"
             ids = backfilled["would_start"] if backfilled["dry_run"] else backfilled["started"]
             log.info("%s %d replacement(s): %s", verb, len(ids), ", ".join(ids) or "-")
             if backfilled["attached"]:
-                log.info("Already running or done (re-attached): %s", ", ".join(backfilled["attached"]))
+                log.info("Already started earlier (re-attached): %s", ", ".join(backfilled["attached"]))
             if backfilled["exhausted"]:
                 log.warning("Attempts used up, not replaced: %s", ", ".join(backfilled["exhausted"]))
+            log.info("Backfill requests recorded: %d new", backfilled["recorded"])
         if found is None or backfilled is None:
             raise AirflowFailException(
-                "An earlier step failed (see find_gaps / backfill logs); the counts above are partial."
+                f"{'find_gaps' if found is None else 'backfill'} failed (see its log); nothing more to report."
             )
         return result
 

@@ -211,14 +211,16 @@ def _iso(value: datetime | None) -> str | None:
 
 _loop_lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
+_loop_pid = 0
 
 
 def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` on the process's private loop thread and wait for it."""
-    global _loop
+    global _loop, _loop_pid
     with _loop_lock:
-        if _loop is None or _loop.is_closed():
-            _loop = asyncio.new_event_loop()
+        # A forked child (task runners fork) inherits the loop object but not its thread.
+        if _loop is None or _loop.is_closed() or _loop_pid != os.getpid():
+            _loop, _loop_pid = asyncio.new_event_loop(), os.getpid()
             threading.Thread(target=_loop.run_forever, name="temporal-hook-loop", daemon=True).start()
         loop = _loop
     return asyncio.run_coroutine_threadsafe(coro, loop).result()

@@ -318,10 +318,11 @@ class TemporalFindWorkflowGapsOperator(BaseOperator):
         grouped = assign_executions(expected, [_execution(r) for r in runs], spec.match)
         if spec.match == "exact":
             # Visibility lags a little behind: before calling a key missing, ask for its id directly.
+            key_of = {wid: key for key, wid in expected.items()}
             missing = [expected[k] for k, found in grouped.items() if not found]
             for wid, info in hook.get_statuses(missing).items():
                 if info is not None:
-                    grouped[next(k for k, w in expected.items() if w == wid)].append(_execution(info))
+                    grouped[key_of[wid]].append(_execution(info))
         points = hook.get_history_points_many(
             [(e.workflow_id, e.run_id, e.status) for found in grouped.values() for e in found]
         )
