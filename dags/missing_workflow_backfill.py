@@ -1,9 +1,11 @@
 """
 Find Temporal workflow executions that are missing or failed, interval by interval, and backfill them.
 
-    resolve_spec ──► find_gaps ──► backfill ──► summary
+    settle ──► resolve_spec ──► find_gaps ──► backfill ──► summary
 
-For each data interval and each key (customer, resource) of the spec, ``find_gaps`` expects one
+``settle`` waits until the interval ended ``MISSING_WORKFLOW_BACKFILL_SETTLE`` ago, so that the
+interval's own workflows had their chance to start: a workflow that has not started yet would look
+missing and get a replacement next to it. For each data interval and each key (customer, resource) of the spec, ``find_gaps`` expects one
 successful execution whose id the spec's template gives (``reindexconversations-{customer}-
 {interval_start:%Y%m%d}``), lists the actual executions by visibility query, reads each one's history
 for its start and success points, and classifies the key: completed, running, running too long,
@@ -25,6 +27,7 @@ MISSING_WORKFLOW_BACKFILL_SCHEDULE         ``@daily``                        cro
 MISSING_WORKFLOW_BACKFILL_START_DATE       ``2026-01-01``                    first interval
 MISSING_WORKFLOW_BACKFILL_CATCHUP          ``false``                         create missed intervals
 MISSING_WORKFLOW_BACKFILL_MAX_ACTIVE_RUNS  ``1``                             intervals checked at once
+MISSING_WORKFLOW_BACKFILL_SETTLE           ``1h``                            wait after the interval (0: none)
 MISSING_WORKFLOW_BACKFILL_SPEC_VARIABLE    ``missing_workflow_backfill_spec``  Variable holding the spec
 MISSING_WORKFLOW_BACKFILL_SPEC_FILE        (none)                            JSON file holding the spec
 MISSING_WORKFLOW_BACKFILL_TABLE            ``backfill_requests``             ClickHouse table
@@ -39,17 +42,25 @@ import os
 from datetime import timedelta
 
 import pendulum
+from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
 from airflow.sdk import CronDataIntervalTimetable, Param, TriggerRule, dag, task
 
 from airflow_backfill_provider.operators.temporal import (
     TemporalBackfillGapsOperator,
     TemporalFindWorkflowGapsOperator,
 )
+from airflow_backfill_provider.planning import parse_duration
 
 SCHEDULE = os.environ.get("MISSING_WORKFLOW_BACKFILL_SCHEDULE", "@daily")
 START_DATE = pendulum.parse(os.environ.get("MISSING_WORKFLOW_BACKFILL_START_DATE", "2026-01-01"), tz="UTC")
 CATCHUP = os.environ.get("MISSING_WORKFLOW_BACKFILL_CATCHUP", "false").lower() in ("1", "true", "yes")
 MAX_ACTIVE_RUNS = int(os.environ.get("MISSING_WORKFLOW_BACKFILL_MAX_ACTIVE_RUNS", "1"))
+_SETTLE = os.environ.get("MISSING_WORKFLOW_BACKFILL_SETTLE", "1h").strip().lower()
+SETTLE = (
+    None
+    if _SETTLE in ("", "0", "none", "off")
+    else parse_duration(_SETTLE, "MISSING_WORKFLOW_BACKFILL_SETTLE")
+)
 SPEC_VARIABLE = os.environ.get("MISSING_WORKFLOW_BACKFILL_SPEC_VARIABLE", "missing_workflow_backfill_spec")
 SPEC_FILE = os.environ.get("MISSING_WORKFLOW_BACKFILL_SPEC_FILE")
 TABLE = os.environ.get("MISSING_WORKFLOW_BACKFILL_TABLE", "backfill_requests")
@@ -129,6 +140,9 @@ def missing_workflow_backfill():
         return raw
 
     spec = resolve_spec()
+    if SETTLE is not None:
+        # Past intervals (backfills, catchup, manual runs of old dates) pass at once.
+        TimeDeltaSensor(task_id="settle", delta=SETTLE, mode="reschedule", poke_interval=300) >> spec
     find = TemporalFindWorkflowGapsOperator(
         task_id="find_gaps",
         spec=spec,

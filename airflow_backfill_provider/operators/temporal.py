@@ -387,6 +387,7 @@ class TemporalBackfillGapsOperator(BaseOperator):
         self.table = table
         self.temporal_conn_id = temporal_conn_id
         self.clickhouse_conn_id = clickhouse_conn_id
+        self._hooks: dict[str, TemporalHook] = {}
 
     def execute(self, context: Context) -> dict[str, Any]:
         dry_run = _as_bool(self.dry_run)
@@ -454,7 +455,11 @@ class TemporalBackfillGapsOperator(BaseOperator):
         return out
 
     def _start(self, context: Context, entry: Mapping[str, Any], r: KeyReport, args: list) -> dict[str, Any]:
-        hook = TemporalHook(self.temporal_conn_id, namespace=entry["namespace"])
+        hook = self._hooks.get(entry["namespace"])
+        if hook is None:  # one hook, hence one connection, per namespace
+            hook = self._hooks[entry["namespace"]] = TemporalHook(
+                self.temporal_conn_id, namespace=entry["namespace"]
+            )
         return hook.start_workflow(
             entry["workflow_type"],
             workflow_id=r.replacement_workflow_id,

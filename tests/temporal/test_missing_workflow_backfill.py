@@ -101,14 +101,16 @@ def test_dag_integrity(dag):
     from airflow.sdk import CronDataIntervalTimetable
 
     assert isinstance(dag.timetable, CronDataIntervalTimetable)
-    assert set(dag.task_dict) == {"resolve_spec", "find_gaps", "backfill", "summary"}
+    assert set(dag.task_dict) == {"settle", "resolve_spec", "find_gaps", "backfill", "summary"}
     assert dag.params["dry_run"] is False
 
 
 def test_backfills_exactly_the_gaps_once(dag, seeded, clickhouse):
     hook = seeded
     dr = dag.test(logical_date=RUN_DATE, run_conf={"spec": SPEC})
-    assert task_states(dr) == dict.fromkeys(["resolve_spec", "find_gaps", "backfill", "summary"], "success")
+    assert task_states(dr) == dict.fromkeys(
+        ["settle", "resolve_spec", "find_gaps", "backfill", "summary"], "success"
+    )
     assert (dr.data_interval_start, dr.data_interval_end) == (RUN_DATE - timedelta(days=1), RUN_DATE)
 
     (found,) = xcom(dr, "find_gaps")
