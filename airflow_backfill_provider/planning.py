@@ -66,9 +66,9 @@ def to_utc(value: str | datetime, what: str = "timestamp") -> datetime:
             raise ValueError(
                 f"Invalid {what} {value!r}: use ISO 8601, e.g. '2025-01-01T00:00:00+00:00'."
             ) from err
-    if dt.tzinfo is None:
-        return dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
+    dt = dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+    # A plain datetime, also for pendulum input: pendulum and stdlib instants mix badly in arithmetic.
+    return datetime(*dt.timetuple()[:6], dt.microsecond, tzinfo=timezone.utc)
 
 
 def select_tags(

@@ -212,6 +212,7 @@ def _iso(value: datetime | None) -> str | None:
 _loop_lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _loop_pid = 0
+_LOOP_THREAD = "temporal-hook-loop"
 
 
 def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
@@ -221,8 +222,11 @@ def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
         # A forked child (task runners fork) inherits the loop object but not its thread.
         if _loop is None or _loop.is_closed() or _loop_pid != os.getpid():
             _loop, _loop_pid = asyncio.new_event_loop(), os.getpid()
-            threading.Thread(target=_loop.run_forever, name="temporal-hook-loop", daemon=True).start()
+            threading.Thread(target=_loop.run_forever, name=_LOOP_THREAD, daemon=True).start()
         loop = _loop
+    if threading.current_thread().name == _LOOP_THREAD:
+        coro.close()
+        raise RuntimeError("A blocking TemporalHook method was called from async code: await its a* form.")
     return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
 

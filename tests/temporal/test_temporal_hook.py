@@ -326,3 +326,18 @@ def test_bad_namespace_is_a_clear_configuration_error(temporal_worker):
 def test_policy_names_are_checked(hook):
     with pytest.raises(ConfigurationError, match="id_reuse_policy"):
         hook.start_workflow("TestWorkflow", workflow_id="x", task_queue=TASK_QUEUE, id_reuse_policy="NOPE")
+
+
+def test_raw_client_escape_hatch_and_no_deadlock(hook, uid):
+    hook.start_workflow("TestWorkflow", workflow_id=uid, task_queue=TASK_QUEUE, args=[{}])
+
+    async def raw(client):
+        return await client.get_workflow_handle(uid).result()
+
+    assert hook.run(raw) == {"echo": {}}
+
+    async def nested(client):
+        return hook.count_executions()  # a blocking call on the hook's own loop would deadlock
+
+    with pytest.raises(RuntimeError, match=r"await its a\* form"):
+        hook.run(nested)

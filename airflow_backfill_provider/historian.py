@@ -1,0 +1,131 @@
+"""Queries against AVEVA/Wonderware Historian's ``TagRef`` and ``History``, built once with SQLAlchemy Core.
+
+The same statements run on SQL Server (production), PostgreSQL (tests) and SQLite (demo). Every
+user-supplied value is a bound parameter, never text in the SQL. No Airflow import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ColumnElement, FunctionElement
+
+from airflow_backfill_provider.schema import HISTORY_COLUMN_NAMES, arrow_history_schema, tag_type_codes
+from airflow_backfill_provider.simulator import history_tables
+
+# AVEVA's History is an extension table: wwRetrievalMode, wwVersion and wwTimeZone in the WHERE
+# clause are retrieval options, not filters on stored values. 'Delta' returns the stored values
+# (no interpolation), 'Latest' the newest version of revised data, 'UTC' makes both the WHERE
+# instants and the returned DateTime UTC, so that DST never folds or skips an hour.
+DEFAULT_RETRIEVAL_MODE = "Delta"
+DEFAULT_VERSION = "Latest"
+DEFAULT_TIME_ZONE = "UTC"
+
+
+class Historian:
+    """The two tables of one historian database (optionally in a schema such as ``dbo``)."""
+
+    def __init__(self, schema: str | None = None) -> None:
+        self.metadata = sa.MetaData()
+        self.tagref, self.history = history_tables(self.metadata, schema=schema)
+
+    def tags_query(self, tag_types: Sequence[str], *, exclude_system: bool = True) -> sa.Select:
+        t = self.tagref
+        stmt = sa.select(t.c.TagName).where(t.c.TagType.in_(tag_type_codes(tag_types)))
+        if exclude_system:
+            stmt = stmt.where(t.c.TagName.not_like("Sys%"))
+        return stmt.order_by(t.c.TagName)
+
+    def _window(
+        self,
+        tags: Sequence[str],
+        start: datetime,
+        end: datetime,
+        *,
+        inclusive_start: bool = True,
+        retrieval_mode: str | None = DEFAULT_RETRIEVAL_MODE,
+        version: str | None = DEFAULT_VERSION,
+        time_zone: str | None = DEFAULT_TIME_ZONE,
+    ) -> list[ColumnElement]:
+        if not tags:
+            raise ValueError("No tags given: a History query needs at least one tag.")
+        h = self.history
+        dt = h.c.DateTime
+        conds = [
+            h.c.TagName.in_(list(tags)),
+            dt >= naive_utc(start) if inclusive_start else dt > naive_utc(start),
+            # The end is always exclusive: a row exactly on a boundary belongs to the later window.
+            dt < naive_utc(end),
+        ]
+        if retrieval_mode:
+            conds.append(h.c.wwRetrievalMode == retrieval_mode)
+        if version:
+            conds.append(h.c.wwVersion == version)
+        if time_zone:
+            conds.append(h.c.wwTimeZone == time_zone)
+        return conds
+
+    def history_query(self, tags: Sequence[str], start: datetime, end: datetime, **options) -> sa.Select:
+        """All 33 columns of ``History`` for ``tags`` in the window. Rows with a NULL Value are kept."""
+        h = self.history
+        return sa.select(*(h.c[name] for name in HISTORY_COLUMN_NAMES)).where(
+            *self._window(tags, start, end, **options)
+        )
+
+    def count_query(
+        self, tags: Sequence[str], start: datetime, end: datetime, *, by_hour: bool = False, **options
+    ) -> sa.Select:
+        """Rows per tag (and per hour with ``by_hour``) in the window, for reconciliation."""
+        h = self.history
+        keys: list[ColumnElement] = [h.c.TagName]
+        if by_hour:
+            keys.append(hour_bucket(h.c.DateTime).label("Hour"))
+        return (
+            sa.select(*keys, sa.func.count().label("n"))
+            .where(*self._window(tags, start, end, **options))
+            .group_by(*keys)
+        )
+
+
+def naive_utc(value: datetime) -> datetime:
+    """The UTC wall time of ``value`` without tzinfo, as the History DateTime column holds it."""
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+class hour_bucket(FunctionElement):
+    """The start of the hour of a DateTime column, rendered per dialect."""
+
+    inherit_cache = True
+    type = sa.String()
+
+
+@compiles(hour_bucket)
+def _hour_default(element, compiler, **kw):
+    return f"to_char(date_trunc('hour', {compiler.process(element.clauses, **kw)}), 'YYYY-MM-DD HH24:00:00')"
+
+
+@compiles(hour_bucket, "sqlite")
+def _hour_sqlite(element, compiler, **kw):
+    return f"strftime('%Y-%m-%d %H:00:00', {compiler.process(element.clauses, **kw)})"
+
+
+@compiles(hour_bucket, "mssql")
+def _hour_mssql(element, compiler, **kw):
+    col = compiler.process(element.clauses, **kw)
+    return f"CONVERT(VARCHAR(19), DATEADD(hour, DATEDIFF(hour, 0, {col}), 0), 120)"
+
+
+def rows_to_batch(rows: Sequence[Sequence], schema=None):
+    """Turn a list of row tuples (in HISTORY_COLUMNS order) into an Arrow record batch."""
+    import pyarrow as pa
+
+    schema = schema or arrow_history_schema()
+    columns: Iterable = zip(*rows) if rows else ([] for _ in schema)
+    return pa.RecordBatch.from_arrays(
+        [pa.array(col, type=field.type) for col, field in zip(columns, schema)], schema=schema
+    )

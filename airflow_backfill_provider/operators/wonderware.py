@@ -1,0 +1,179 @@
+"""Transfer one chunk (tags × window) from Wonderware Historian into ClickHouse."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_backfill_provider.exceptions import ConfigurationError
+from airflow_backfill_provider.historian import DEFAULT_RETRIEVAL_MODE, DEFAULT_TIME_ZONE, DEFAULT_VERSION
+from airflow_backfill_provider.hooks.wonderware import DEFAULT_BATCH_SIZE
+from airflow_backfill_provider.planning import to_utc
+from airflow_backfill_provider.schema import DEFAULT_TABLE, check_identifier
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", "", "none"}
+
+
+def as_bool(value: Any, what: str) -> bool:
+    """Strict boolean from a bool or a rendered template string ('True', 'false', ...)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigurationError(f"Invalid {what} {value!r}: use true or false.")
+
+
+class WonderwareToClickHouseOperator(BaseOperator):
+    """
+    Load History rows of ``tags`` in ``[window_start, window_end)`` into a ClickHouse table, exactly.
+
+    The window is replaced, not appended to: whatever the target holds for these tags in this window
+    (an earlier run, or an attempt that died half-way) is deleted and the source rows inserted, so
+    re-runs and retries never duplicate. Returns a small summary for XCom.
+
+    :param tags: tag names (templated).
+    :param window_start: inclusive start, ISO 8601 (templated).
+    :param window_end: exclusive end, ISO 8601 (templated).
+    :param chunk_id: an id for logs and the run summary (templated); default derived from the window.
+    :param table: target ClickHouse table, created if missing (templated).
+    :param wonderware_conn_id: connection of type ``wonderware``.
+    :param clickhouse_conn_id: connection of type ``clickhouse`` (extra ``chdb_path`` for embedded).
+    :param batch_size: rows per source batch; bounds memory.
+    :param retrieval_mode: History ``wwRetrievalMode`` (default ``Delta``).
+    :param version: History ``wwVersion`` (default ``Latest``).
+    :param time_zone: History ``wwTimeZone`` (default ``UTC``); ``None`` to leave it out.
+    :param dry_run: count the source rows and log what would be loaded; write nothing (templated).
+    :param spool_dir: directory of the temporary spool file (default: the system temp dir).
+    """
+
+    template_fields: Sequence[str] = ("tags", "window_start", "window_end", "chunk_id", "table", "dry_run")
+    ui_color = "#d7ecf7"
+
+    def __init__(
+        self,
+        *,
+        tags: list[str] | str,
+        window_start: str,
+        window_end: str,
+        chunk_id: str | None = None,
+        table: str = DEFAULT_TABLE,
+        wonderware_conn_id: str = "wonderware_default",
+        clickhouse_conn_id: str = "clickhouse_default",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        retrieval_mode: str | None = DEFAULT_RETRIEVAL_MODE,
+        version: str | None = DEFAULT_VERSION,
+        time_zone: str | None = DEFAULT_TIME_ZONE,
+        dry_run: bool | str = False,
+        spool_dir: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.tags = tags
+        self.window_start = window_start
+        self.window_end = window_end
+        self.chunk_id = chunk_id
+        self.table = table
+        self.wonderware_conn_id = wonderware_conn_id
+        self.clickhouse_conn_id = clickhouse_conn_id
+        self.batch_size = batch_size
+        self.retrieval_mode = retrieval_mode
+        self.version = version
+        self.time_zone = time_zone
+        self.dry_run = dry_run
+        self.spool_dir = spool_dir
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        try:
+            tags, start, end, dry_run = self._validated()
+        except ValueError as err:  # ConfigurationError included: retrying cannot fix bad input
+            raise AirflowFailException(str(err)) from err
+        chunk_id = self.chunk_id or f"{start:%Y%m%dT%H%M%S}-{end:%Y%m%dT%H%M%S}"
+        summary: dict[str, Any] = {
+            "chunk_id": chunk_id,
+            "window_start": start.isoformat(),
+            "window_end": end.isoformat(),
+            "tags": len(tags),
+        }
+        self.log.info(
+            "Chunk %s: %d tags (%s), %s – %s into %s",
+            chunk_id,
+            len(tags),
+            _preview(tags),
+            start.isoformat(),
+            end.isoformat(),
+            self.table,
+        )
+        source = self._source_hook()
+        options = {"retrieval_mode": self.retrieval_mode, "version": self.version, "time_zone": self.time_zone}
+        if dry_run:
+            counts = source.count_rows(tags, start, end, **options)
+            rows = sum(counts.values())
+            self.log.info("Dry run: would replace the window with %d source rows; wrote nothing.", rows)
+            return {**summary, "rows": 0, "source_rows": rows, "seconds": 0.0, "dry_run": True}
+
+        from airflow_backfill_provider.hooks.clickhouse import ClickHouseHook
+        from airflow_backfill_provider.transfer import transfer_chunk
+
+        result = transfer_chunk(
+            source,
+            ClickHouseHook(clickhouse_conn_id=self.clickhouse_conn_id),
+            table=self.table,
+            tags=tags,
+            start=start,
+            end=end,
+            batch_size=self.batch_size,
+            retry=source._call,
+            spool_dir=self.spool_dir,
+            source_options=options,
+        )
+        rate = result["rows"] / result["seconds"] if result["seconds"] else 0.0
+        self.log.info(
+            "Chunk %s: %d rows in %.2fs (%.0f rows/s; read %.2fs, write %.2fs; %d stale rows replaced)",
+            chunk_id,
+            result["rows"],
+            result["seconds"],
+            rate,
+            result["read_seconds"],
+            result["write_seconds"],
+            result["replaced_rows"],
+        )
+        return {**summary, **result, "dry_run": False}
+
+    def _source_hook(self):
+        from airflow_backfill_provider.hooks.wonderware import WonderwareHook
+
+        return WonderwareHook(wonderware_conn_id=self.wonderware_conn_id)
+
+    def _validated(self):
+        tags = self.tags
+        if isinstance(tags, str):
+            tags = [t.strip() for t in tags.split(",") if t.strip()]
+        if not isinstance(tags, (list, tuple)) or not tags or not all(isinstance(t, str) and t for t in tags):
+            raise ConfigurationError(f"tags must be a non-empty list of tag names, got {self.tags!r}.")
+        start = to_utc(self.window_start, "window_start")
+        end = to_utc(self.window_end, "window_end")
+        if end <= start:
+            raise ConfigurationError(
+                f"Empty or reversed window: window_start {self.window_start!r} is not before "
+                f"window_end {self.window_end!r}."
+            )
+        check_identifier(self.table)
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigurationError(f"batch_size must be a positive integer, got {self.batch_size!r}.")
+        return list(tags), start, end, as_bool(self.dry_run, "dry_run")
+
+
+def _preview(items: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", … (+{len(items) - limit})" if len(items) > limit else "")
