@@ -44,6 +44,19 @@ def test_operators_and_sensors_under_dag_test(airflow_db, hook, uid, monkeypatch
 
     monkeypatch.setattr(TemporalWorkflowTrigger, "run", spy_run)
 
+    # Same for the reschedule-mode sensor: its workflow is released after its first poke.
+    pokes: list[str] = []
+    real_poke = TemporalWorkflowSensor.poke
+
+    def spy_poke(self, context):
+        if self.task_id == "reschedule_completed":
+            if not pokes:
+                threading.Timer(0.3, lambda: hook.signal(f"{uid}-later", "release")).start()
+            pokes.append(self.task_id)
+        return real_poke(self, context)
+
+    monkeypatch.setattr(TemporalWorkflowSensor, "poke", spy_poke)
+
     done, failed, canceled = f"{uid}-done", f"{uid}-failed", f"{uid}-canceled"
     hook.start_workflow("TestWorkflow", workflow_id=done, task_queue=TASK_QUEUE, args=[{}])
     hook.start_workflow("TestWorkflow", workflow_id=failed, task_queue=TASK_QUEUE, args=[{"mode": "fail"}])
@@ -102,6 +115,15 @@ def test_operators_and_sensors_under_dag_test(airflow_db, hook, uid, monkeypatch
         start_slowfail >> TemporalWorkflowSensor(
             task_id="deferred_failed", workflow_ids=[f"{uid}-slowfail"], deferrable=True, retries=0, **fast
         )
+        start_later = TemporalStartWorkflowOperator(
+            task_id="start_later", workflow_id=f"{uid}-later", args=[{"mode": "wait_signal"}], **common
+        )
+        start_later >> TemporalWorkflowSensor(
+            task_id="reschedule_completed",
+            workflow_ids=[f"{uid}-later"],
+            mode="reschedule",
+            poke_interval=0.5,
+        )
     register_dag(dag)
     dr = dag.test(logical_date=pendulum.datetime(2026, 1, 5, tz="UTC"))
 
@@ -114,6 +136,8 @@ def test_operators_and_sensors_under_dag_test(airflow_db, hook, uid, monkeypatch
         "poke_canceled_allowed": "success",
         "deferred_query_completed": "success",
         "deferred_failed": "failed",
+        "start_later": "success",
+        "reschedule_completed": "success",
         "start_slow_0": "success",
         "start_slow_1": "success",
         "start_slowfail": "success",
@@ -134,6 +158,8 @@ def test_operators_and_sensors_under_dag_test(airflow_db, hook, uid, monkeypatch
         f"{uid}-slow-1": "Completed",
     }
     assert xcom(dr, "deferred_failed", key="statuses") == {f"{uid}-slowfail": "Failed"}
+    assert xcom(dr, "reschedule_completed") == {f"{uid}-later": "Completed"}
+    assert len(pokes) >= 2  # it was rescheduled at least once before the workflow completed
 
 
 def test_retry_reattaches_and_on_kill_cancels(hook):
