@@ -19,7 +19,7 @@ import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from airflow_backfill_provider.exceptions import ConfigurationError
 from airflow_backfill_provider.planning import parse_duration
@@ -83,13 +83,8 @@ class IsoDatetime(datetime):
 
     @classmethod
     def of(cls, value: datetime) -> IsoDatetime:
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        value = value.astimezone(timezone.utc)
-        return cls(
-            value.year, value.month, value.day, value.hour, value.minute, value.second,
-            value.microsecond, tzinfo=timezone.utc,
-        )  # fmt: skip
+        utc = value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return cls.combine(utc.date(), utc.timetz())
 
 
 @dataclass(frozen=True)
@@ -461,6 +456,13 @@ def assign_executions(
     return result
 
 
+class _Run(NamedTuple):
+    start: datetime
+    ex: Execution
+    status: str
+    close: datetime | None
+
+
 @dataclass
 class KeyReport:
     """What was found for one key in one interval, and what to do about it."""
@@ -511,65 +513,61 @@ def classify_key(
     for ex in executions:
         pts = points.get((ex.workflow_id, ex.run_id))
         # History is written before visibility is indexed: once it has a close event, it wins.
-        status = pts.close_status if pts and pts.close_status else ex.status
-        start = (pts.start_time if pts and pts.start_time else None) or ex.start_time
-        close = (pts.close_time if pts and pts.close_time else None) or ex.close_time
-        runs.append((start, ex, status, close))
-    runs.sort(key=lambda r: (r[0], r[1].workflow_id, r[1].run_id))
-    summary = [
-        {
-            "workflow_id": ex.workflow_id,
-            "run_id": ex.run_id,
-            "status": status,
-            "start_time": _iso(start),
-            "close_time": _iso(close),
-        }
-        for start, ex, status, close in runs
-    ]
-    attempts = [a for a in (replacement_attempt(expected_id, ex.workflow_id) for ex in executions) if a]
+        runs.append(
+            _Run(
+                start=(pts.start_time if pts else None) or ex.start_time,
+                ex=ex,
+                status=pts.close_status if pts and pts.close_status else ex.status,
+                close=(pts.close_time if pts else None) or ex.close_time,
+            )
+        )
+    runs.sort(key=lambda r: (r.start, r.ex.workflow_id, r.ex.run_id))
     report = KeyReport(
         resource_id=resource_id,
         expected_workflow_id=expected_id,
         classification=MISSING,
         reason=f"no execution of {expected_id} found",
-        executions=summary,
+        executions=[
+            {
+                "workflow_id": r.ex.workflow_id,
+                "run_id": r.ex.run_id,
+                "status": r.status,
+                "start_time": _iso(r.start),
+                "close_time": _iso(r.close),
+            }
+            for r in runs
+        ],
     )
-
-    def previous(run: tuple) -> None:
-        report.previous_workflow_id = run[1].workflow_id
-        report.previous_run_id = run[1].run_id
-        report.previous_start_time = _iso(run[0])
-
-    succeeded = [r for r in runs if r[2] == COMPLETED_STATUS]
-    running = [r for r in runs if r[2] == RUNNING]
-    closed = [r for r in runs if r[2] in FAILURE_STATUSES]
+    succeeded = [r for r in runs if r.status == COMPLETED_STATUS]
+    running = [r for r in runs if r.status == RUNNING]
+    closed = [r for r in runs if r.status in FAILURE_STATUSES]
+    last = (succeeded or running or closed or [None])[-1]
+    if last is not None:
+        report.previous_workflow_id = last.ex.workflow_id
+        report.previous_run_id = last.ex.run_id
+        report.previous_start_time = _iso(last.start)
     if succeeded:
-        run = succeeded[-1]
-        previous(run)
         report.classification = COMPLETED
-        report.reason = f"{run[1].workflow_id} completed at {_iso(run[3])}"
+        report.reason = f"{last.ex.workflow_id} completed at {_iso(last.close)}"
         return report
     if running:
-        run = running[-1]
-        previous(run)
-        age = now - run[0]
+        age = now - last.start
         if max_running is not None and age > max_running:
             report.classification = RUNNING_TOO_LONG
             report.reason = (
-                f"{run[1].workflow_id} has been running for {_age(age)} (limit {_age(max_running)})"
+                f"{last.ex.workflow_id} has been running for {_age(age)} (limit {_age(max_running)})"
             )
         else:
             report.classification = RUNNING_CLASS
-            report.reason = f"{run[1].workflow_id} running since {_iso(run[0])}"
+            report.reason = f"{last.ex.workflow_id} running since {_iso(last.start)}"
         return report
     if closed:
-        run = closed[-1]
-        previous(run)
-        report.classification = _CLASS_OF_STATUS[run[2]]
+        report.classification = _CLASS_OF_STATUS[last.status]
         report.reason = (
-            f"last execution {run[1].workflow_id} ended {run[2]} at {_iso(run[3])} with no success point "
-            f"in its history ({len(runs)} execution(s) in total)"
+            f"last execution {last.ex.workflow_id} ended {last.status} at {_iso(last.close)} with no "
+            f"success point in its history ({len(runs)} execution(s) in total)"
         )
+    attempts = [replacement_attempt(expected_id, r.ex.workflow_id) or 0 for r in runs]
     report.attempt = max(attempts, default=0) + 1
     if report.attempt > max_attempts:
         report.exhausted = True
