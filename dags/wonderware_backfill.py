@@ -147,7 +147,8 @@ def wonderware_backfill():
             {**c.as_kwargs(), "batch_size": params["batch_size"], "dry_run": params["dry_run"]} for c in chunks
         ]
 
-    @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[HISTORY_ASSET])
+    # Runs when chunks failed (to report them), not when discovery or planning did: nothing to report.
+    @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS, outlets=[HISTORY_ASSET])
     def finalize(chunks: list[dict], results, params=None, dag_run=None, ti=None, outlet_events=None) -> dict:
         import logging
         import time
