@@ -6,15 +6,21 @@ user-supplied value is a bound parameter, never text in the SQL. No Airflow impo
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mssql
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
-from airflow_backfill_provider.schema import HISTORY_COLUMN_NAMES, arrow_history_schema, tag_type_codes
-from airflow_backfill_provider.simulator import history_tables
+from airflow_backfill_provider.schema import (
+    HISTORY_COLUMN_NAMES,
+    HISTORY_COLUMNS,
+    TAGREF_COLUMNS,
+    arrow_history_schema,
+    tag_type_codes,
+)
 
 # AVEVA's History is an extension table: wwRetrievalMode, wwVersion and wwTimeZone in the WHERE
 # clause are retrieval options, not filters on stored values. 'Delta' returns the stored values
@@ -23,6 +29,43 @@ from airflow_backfill_provider.simulator import history_tables
 DEFAULT_RETRIEVAL_MODE = "Delta"
 DEFAULT_VERSION = "Latest"
 DEFAULT_TIME_ZONE = "UTC"
+# SQL Server accepts at most 2,100 parameters per statement; each tag is one.
+MAX_TAGS_PER_QUERY = 2000
+
+
+def history_tables(
+    metadata: sa.MetaData, schema: str | None = None, defaults: Mapping[str, object] | None = None
+) -> tuple[sa.Table, sa.Table]:
+    """The SQLAlchemy Core ``TagRef`` and ``History`` tables, columns from :mod:`schema`.
+
+    ``DateTime`` is timezone-naive and holds UTC wall time (``DATETIME2`` on SQL Server). Integer
+    columns are 64-bit so Arrow batches load into them with binary COPY. Calling this again with the
+    same ``metadata`` returns the tables already defined there. ``defaults`` become server defaults
+    of History columns (the simulator's constant columns).
+    """
+    defaults = defaults or {}
+    prefix = f"{schema}." if schema else ""
+    if f"{prefix}History" in metadata.tables:
+        return metadata.tables[f"{prefix}TagRef"], metadata.tables[f"{prefix}History"]
+
+    def column(c, primary_key: bool = False) -> sa.Column:
+        if c.name == "TagName":
+            type_ = sa.Unicode(256)
+        elif c.kind == "datetime":
+            type_ = sa.DateTime(timezone=False).with_variant(mssql.DATETIME2(precision=7), "mssql")
+        else:
+            type_ = {"str": sa.Unicode(), "float": sa.Float(precision=53), "int": sa.BigInteger()}[c.kind]
+        default = defaults.get(c.name)
+        if default is not None and not isinstance(default, str):
+            default = sa.text(repr(default))
+        return sa.Column(c.name, type_, nullable=c.nullable, primary_key=primary_key, server_default=default)
+
+    tagref = sa.Table(
+        "TagRef", metadata, *(column(c, c.name == "TagName") for c in TAGREF_COLUMNS), schema=schema
+    )
+    history = sa.Table("History", metadata, *(column(c) for c in HISTORY_COLUMNS), schema=schema)
+    sa.Index("IX_History_TagName_DateTime", history.c.TagName, history.c.DateTime)
+    return tagref, history
 
 
 class Historian:
@@ -52,6 +95,11 @@ class Historian:
     ) -> list[ColumnElement]:
         if not tags:
             raise ValueError("No tags given: a History query needs at least one tag.")
+        if len(tags) > MAX_TAGS_PER_QUERY:
+            raise ValueError(
+                f"{len(tags)} tags in one History query; SQL Server allows {MAX_TAGS_PER_QUERY} at most "
+                "(2,100 parameters). Use a smaller tag_group_size."
+            )
         h = self.history
         dt = h.c.DateTime
         conds = [
@@ -125,7 +173,7 @@ def rows_to_batch(rows: Sequence[Sequence], schema=None):
     import pyarrow as pa
 
     schema = schema or arrow_history_schema()
-    columns: Iterable = zip(*rows) if rows else ([] for _ in schema)
+    columns: Iterable = zip(*rows, strict=True) if rows else ([] for _ in schema)
     return pa.RecordBatch.from_arrays(
-        [pa.array(col, type=field.type) for col, field in zip(columns, schema)], schema=schema
+        [pa.array(col, type=field.type) for col, field in zip(columns, schema, strict=True)], schema=schema
     )

@@ -31,11 +31,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
-from sqlalchemy.dialects import mssql
 
 from airflow_backfill_provider.exceptions import ConfigurationError
+from airflow_backfill_provider.historian import history_tables
 from airflow_backfill_provider.planning import parse_duration, to_utc
-from airflow_backfill_provider.schema import HISTORY_COLUMNS, TAG_TYPES, TAGREF_COLUMNS
+from airflow_backfill_provider.schema import HISTORY_COLUMNS, TAG_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -98,42 +98,6 @@ _GENERATED = (
 )
 _ALWAYS_NULL = tuple(c.name for c in HISTORY_COLUMNS if c.name not in _GENERATED and c.name not in _CONSTANTS)
 _ARROW = {"datetime": pa.timestamp("us"), "str": pa.string(), "float": pa.float64(), "int": pa.int64()}
-
-
-def history_tables(metadata: sa.MetaData, schema: str | None = None) -> tuple[sa.Table, sa.Table]:
-    """The SQLAlchemy Core ``TagRef`` and ``History`` tables, columns from :mod:`schema`.
-
-    ``DateTime`` is timezone-naive and holds UTC wall time (``DATETIME2`` on SQL Server). Integer
-    columns are 64-bit so Arrow batches load into them with binary COPY. Calling this again with the
-    same ``metadata`` returns the tables already defined there.
-    """
-    return _tables(metadata, schema, {})
-
-
-def _tables(metadata: sa.MetaData, schema: str | None, defaults: Mapping[str, object]):
-    """:func:`history_tables`, with server defaults on History columns (the simulator's constants)."""
-    prefix = f"{schema}." if schema else ""
-    if f"{prefix}History" in metadata.tables:
-        return metadata.tables[f"{prefix}TagRef"], metadata.tables[f"{prefix}History"]
-
-    def column(c, primary_key: bool = False) -> sa.Column:
-        if c.name == "TagName":
-            type_ = sa.Unicode(256)
-        elif c.kind == "datetime":
-            type_ = sa.DateTime(timezone=False).with_variant(mssql.DATETIME2(precision=7), "mssql")
-        else:
-            type_ = {"str": sa.Unicode(), "float": sa.Float(precision=53), "int": sa.BigInteger()}[c.kind]
-        default = defaults.get(c.name)
-        if default is not None and not isinstance(default, str):
-            default = sa.text(repr(default))
-        return sa.Column(c.name, type_, nullable=c.nullable, primary_key=primary_key, server_default=default)
-
-    tagref = sa.Table(
-        "TagRef", metadata, *(column(c, c.name == "TagName") for c in TAGREF_COLUMNS), schema=schema
-    )
-    history = sa.Table("History", metadata, *(column(c) for c in HISTORY_COLUMNS), schema=schema)
-    sa.Index("IX_History_TagName_DateTime", history.c.TagName, history.c.DateTime)
-    return tagref, history
 
 
 @dataclass(frozen=True)
@@ -299,7 +263,7 @@ def simulate(
     try:
         # A History created here has the constant columns as server defaults, so only the varying
         # columns travel: that halves the load time. An existing table gets every column.
-        tagref, history = _tables(sa.MetaData(), schema, _CONSTANTS)
+        tagref, history = history_tables(sa.MetaData(), schema, _CONSTANTS)
         new_history = _create_tables(engine, tagref, history, replace)
         omit = [*_CONSTANTS, *_ALWAYS_NULL] if new_history else []
         with engine.begin() as conn:

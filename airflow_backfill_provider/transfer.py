@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 
 
 class HistorySource(Protocol):
-    def iter_history_batches(self, tags: Sequence[str], start: datetime, end: datetime, **kw: Any) -> Iterable: ...
+    def iter_history_batches(
+        self, tags: Sequence[str], start: datetime, end: datetime, **kw: Any
+    ) -> Iterable: ...
 
 
 class HistoryTarget(Protocol):

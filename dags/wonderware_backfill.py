@@ -71,7 +71,9 @@ HISTORY_ASSET = Asset(name=f"clickhouse_{TABLE}", uri=f"clickhouse://{CLICKHOUSE
     },
     params={
         "range_start": Param(
-            None, type=["null", "string"], description="Explicit window start (ISO 8601); overrides the data interval."
+            None,
+            type=["null", "string"],
+            description="Explicit window start (ISO 8601); overrides the data interval.",
         ),
         "range_end": Param(None, type=["null", "string"], description="Explicit window end (exclusive)."),
         "tag_types": Param(
@@ -80,10 +82,16 @@ HISTORY_ASSET = Asset(name=f"clickhouse_{TABLE}", uri=f"clickhouse://{CLICKHOUSE
             items={"type": "string", "enum": ["analog", "discrete", "string", "complex", "event", "summary"]},
             description="TagRef tag types to load.",
         ),
-        "tag_include": Param([], type="array", items={"type": "string"}, description="Glob patterns to keep (empty: all)."),
-        "tag_exclude": Param([], type="array", items={"type": "string"}, description="Glob patterns to drop."),
+        "tag_include": Param(
+            [], type="array", items={"type": "string"}, description="Glob patterns to keep (empty: all)."
+        ),
+        "tag_exclude": Param(
+            [], type="array", items={"type": "string"}, description="Glob patterns to drop."
+        ),
         "exclude_system_tags": Param(True, type="boolean", description="Leave out Sys* tags."),
-        "chunk_window": Param("6h", type="string", pattern=r"^\d+[smhdw]$", description="Sub-window per chunk."),
+        "chunk_window": Param(
+            "6h", type="string", pattern=r"^\d+[smhdw]$", description="Sub-window per chunk."
+        ),
         "tag_group_size": Param(50, type="integer", minimum=1, description="Tags per chunk."),
         "batch_size": Param(50_000, type="integer", minimum=1000, description="Rows per source batch."),
         "dry_run": Param(False, type="boolean", description="Plan and count only; write nothing."),
@@ -113,7 +121,9 @@ def wonderware_backfill():
         return tags
 
     @task
-    def plan(tags: list[str], params=None, data_interval_start=None, data_interval_end=None, ti=None) -> list[dict]:
+    def plan(
+        tags: list[str], params=None, data_interval_start=None, data_interval_end=None, ti=None
+    ) -> list[dict]:
         import logging
         import time
 
@@ -144,7 +154,8 @@ def wonderware_backfill():
         # finalize measures the run's duration from here (dag_run.start_date is the first try's start).
         ti.xcom_push(key="planned_at", value=time.time())
         return [
-            {**c.as_kwargs(), "batch_size": params["batch_size"], "dry_run": params["dry_run"]} for c in chunks
+            {**c.as_kwargs(), "batch_size": params["batch_size"], "dry_run": params["dry_run"]}
+            for c in chunks
         ]
 
     # Runs when chunks failed (to report them), not when discovery or planning did: nothing to report.

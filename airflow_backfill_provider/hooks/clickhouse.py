@@ -188,9 +188,7 @@ class ClickHouseHook(_BaseClickHouseHook):
         )
         return int(result.result_rows[0][0])
 
-    def count_by_tag(
-        self, table: str, tags: Sequence[str], start: datetime, end: datetime
-    ) -> dict[str, int]:
+    def count_by_tag(self, table: str, tags: Sequence[str], start: datetime, end: datetime) -> dict[str, int]:
         """Rows per tag in ``[start, end)``, for reconciliation against the source."""
         with self.session() as client:
             if not self._table_exists(client, table):

@@ -41,7 +41,13 @@ def is_transient_source_error(err: BaseException) -> bool:
 
 
 def connection_url(
-    *, host: str | None, port: int | None, login: str | None, password: str | None, schema: str | None, extra: dict
+    *,
+    host: str | None,
+    port: int | None,
+    login: str | None,
+    password: str | None,
+    schema: str | None,
+    extra: dict,
 ) -> URL | str:
     """Map an Airflow connection's fields to the SQLAlchemy URL the hook connects with.
 

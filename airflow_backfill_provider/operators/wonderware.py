@@ -115,7 +115,11 @@ class WonderwareToClickHouseOperator(BaseOperator):
             self.table,
         )
         source = self._source_hook()
-        options = {"retrieval_mode": self.retrieval_mode, "version": self.version, "time_zone": self.time_zone}
+        options = {
+            "retrieval_mode": self.retrieval_mode,
+            "version": self.version,
+            "time_zone": self.time_zone,
+        }
         if dry_run:
             counts = source.count_rows(tags, start, end, **options)
             rows = sum(counts.values())

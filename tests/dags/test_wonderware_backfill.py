@@ -121,7 +121,11 @@ def test_dry_run_writes_nothing(dagbag, historian_server, chdb_path, monkeypatch
     dr = run(dagbag, JAN2, dry_run=True, tag_group_size=15)
     assert dr.state == "success", states(dr)
     assert states(dr)["finalize"] == ["skipped"]  # no asset event for a dry run
-    results = [ti.xcom_pull(task_ids="fetch_insert", map_indexes=ti.map_index) for ti in dr.get_task_instances() if ti.task_id == "fetch_insert"]
+    results = [
+        ti.xcom_pull(task_ids="fetch_insert", map_indexes=ti.map_index)
+        for ti in dr.get_task_instances()
+        if ti.task_id == "fetch_insert"
+    ]
     assert sum(r["source_rows"] for r in results) == sum(source_counts(url, JAN1, JAN2).values())
     assert all(r["rows"] == 0 and r["dry_run"] for r in results)
     assert clickhouse_counts(chdb_path) == {}
@@ -134,7 +138,11 @@ def test_chunk_failing_mid_stream_succeeds_on_retry_and_ends_exact(
     read (a sequence counts rows and is not rolled back), i.e. mid-way through a chunk's stream."""
     from airflow_backfill_provider.simulator import SimulatorConfig, simulate
 
-    simulate(postgres_url, SimulatorConfig(start=datetime(2025, 1, 1), end=datetime(2025, 1, 2), tags=10, rate=30), replace=True)
+    simulate(
+        postgres_url,
+        SimulatorConfig(start=datetime(2025, 1, 1), end=datetime(2025, 1, 2), tags=10, rate=30),
+        replace=True,
+    )
     engine = sa.create_engine(postgres_url)
     with engine.begin() as conn:
         conn.execute(sa.text('ALTER TABLE "History" RENAME TO history_data'))
@@ -190,7 +198,11 @@ def test_bad_chunk_fails_alone_then_reprocessing_fixes_it(dagbag, postgres_url, 
     still runs and fails the run; once the source is fixed, re-running the interval ends exact."""
     from airflow_backfill_provider.simulator import SimulatorConfig, simulate
 
-    simulate(postgres_url, SimulatorConfig(start=datetime(2025, 1, 1), end=datetime(2025, 1, 2), tags=10, rate=120), replace=True)
+    simulate(
+        postgres_url,
+        SimulatorConfig(start=datetime(2025, 1, 1), end=datetime(2025, 1, 2), tags=10, rate=120),
+        replace=True,
+    )
     engine = sa.create_engine(postgres_url)
     with engine.begin() as conn:
         conn.execute(sa.text('ALTER TABLE "History" RENAME TO history_data'))
@@ -205,7 +217,9 @@ def test_bad_chunk_fails_alone_then_reprocessing_fixes_it(dagbag, postgres_url, 
         conn.execute(sa.text('CREATE VIEW "History" AS SELECT * FROM history_data WHERE readable("TagName")'))
         bad_tag = conn.execute(sa.text('SELECT min("TagName") FROM history_data')).scalar()
         conn.execute(sa.text("INSERT INTO broken VALUES (:t)"), {"t": bad_tag})
-    set_connections(monkeypatch, source_url=postgres_url, chdb_path=chdb_path, source_extra={"retry_attempts": 1})
+    set_connections(
+        monkeypatch, source_url=postgres_url, chdb_path=chdb_path, source_extra={"retry_attempts": 1}
+    )
 
     dr = run(dagbag, JAN2, tag_group_size=5, chunk_window="1d")
     st = states(dr)

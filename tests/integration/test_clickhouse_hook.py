@@ -95,7 +95,9 @@ def test_replace_window_is_idempotent_and_replaces_partial_writes(ch_conn, tmp_p
 def test_replace_window_reports_mismatch(ch_conn, tmp_path):
     h = hook(ch_conn)
     path, rows = spool(tmp_path, history_batch(["A"], T0, 10))
-    with pytest.raises(ReconciliationError, match="holds 10 rows for 1 tags after the load, but the source gave 11"):
+    with pytest.raises(
+        ReconciliationError, match="holds 10 rows for 1 tags after the load, but the source gave 11"
+    ):
         h.replace_window(
             table="H", tags=["A"], start=T0, end=T0 + timedelta(hours=1), spool_path=path, expected_rows=11
         )
@@ -117,7 +119,9 @@ def test_embedded_mode_serves_several_processes(chdb_path, tmp_path, ch_conn):
     tags = [f"P{i}" for i in range(3)]
     paths = [spool(tmp_path, history_batch([t], T0, 500), f"{t}.arrows")[0] for t in tags]
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_write_window, args=(conn_json, t, p)) for t, p in zip(tags, paths)]
+    procs = [
+        ctx.Process(target=_write_window, args=(conn_json, t, p)) for t, p in zip(tags, paths, strict=False)
+    ]
     for p in procs:
         p.start()
     for p in procs:

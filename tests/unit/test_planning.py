@@ -25,7 +25,7 @@ def test_chunks_tile_the_interval_exactly():
     windows = sorted({(c.window_start, c.window_end) for c in chunks})
     assert windows[0][0] == DAY.isoformat()
     assert windows[-1][1] == (DAY + timedelta(days=1)).isoformat()
-    for (_, end), (start, _) in zip(windows, windows[1:]):
+    for (_, end), (start, _) in zip(windows, windows[1:], strict=False):
         assert end == start  # contiguous, no gap, no overlap
     for ws, we in windows:
         covered = sorted(t for c in chunks if (c.window_start, c.window_end) == (ws, we) for t in c.tags)
@@ -35,7 +35,13 @@ def test_chunks_tile_the_interval_exactly():
 def test_plan_is_deterministic_and_ids_unique():
     tags = ["b", "a", "c", "a"]
     one = plan_chunks("2025-01-01", "2025-01-02", tags, window="6h", tag_group_size=2)
-    two = plan_chunks("2025-01-01T00:00:00Z", "2025-01-02T00:00:00+00:00", list(reversed(tags)), window="6h", tag_group_size=2)
+    two = plan_chunks(
+        "2025-01-01T00:00:00Z",
+        "2025-01-02T00:00:00+00:00",
+        list(reversed(tags)),
+        window="6h",
+        tag_group_size=2,
+    )
     assert one == two
     assert len({c.chunk_id for c in one}) == len(one)
     assert one[0].tags == ("a", "b")

@@ -40,7 +40,11 @@ def test_gives_up_with_clear_error_after_attempts():
 
     with pytest.raises(SourceUnavailableError, match="failed 3 times; last error: ConnectionError"):
         call_with_retry(
-            down, is_transient=transient, policy=RetryPolicy(attempts=3, jitter=0), sleep=sleeps.append, what="Read"
+            down,
+            is_transient=transient,
+            policy=RetryPolicy(attempts=3, jitter=0),
+            sleep=sleeps.append,
+            what="Read",
         )
     assert len(sleeps) == 2
 
@@ -66,14 +70,20 @@ def test_breaker_opens_refuses_then_half_opens():
 
     with pytest.raises(SourceUnavailableError):
         call_with_retry(
-            down, is_transient=transient, breaker=breaker, policy=RetryPolicy(attempts=2, jitter=0), sleep=lambda s: None
+            down,
+            is_transient=transient,
+            breaker=breaker,
+            policy=RetryPolicy(attempts=2, jitter=0),
+            sleep=lambda s: None,
         )
     assert breaker.state == "open"
     with pytest.raises(CircuitOpenError, match="refused for another 60s"):
         call_with_retry(lambda: "ok", is_transient=transient, breaker=breaker, sleep=lambda s: None)
     clock.now = 61
     assert breaker.state == "half-open"
-    assert call_with_retry(lambda: "ok", is_transient=transient, breaker=breaker, sleep=lambda s: None) == "ok"
+    assert (
+        call_with_retry(lambda: "ok", is_transient=transient, breaker=breaker, sleep=lambda s: None) == "ok"
+    )
     assert breaker.state == "closed"
 
 
