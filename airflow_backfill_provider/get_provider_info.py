@@ -9,8 +9,8 @@ def get_provider_info() -> dict:
     return {
         "package-name": "airflow-backfill-provider",
         "name": "Backfill",
-        "description": "Idempotent, observable backfills: AVEVA/Wonderware Historian to ClickHouse, "
-        "missing Temporal workflows, Kubernetes Jobs from CronJobs.",
+        "description": "Idempotent, observable backfills: AVEVA/Wonderware Historian to ClickHouse "
+        "and missing Temporal workflows.",
         "versions": [__version__],
         "integrations": [
             {"integration-name": "Wonderware Historian", "tags": ["software"]},
