@@ -1,0 +1,116 @@
+"""WonderwareHook against real PostgreSQL and SQLite historians made by the simulator."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from airflow_backfill_provider.simulator import HOSTILE_TAG_NAMES, SimulatorConfig, simulate
+
+UTC = timezone.utc
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+CONFIG = SimulatorConfig(
+    start=datetime(2025, 1, 1),
+    end=datetime(2025, 1, 2, 6),
+    tags=9,
+    rate=300,
+    seed=3,
+    boundary_every=timedelta(days=1),
+    hostile_tags=True,
+)
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def historian(request, tmp_path, monkeypatch):
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'historian.db'}"
+    simulate(url, CONFIG, replace=True)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WW_TEST", json.dumps({"conn_type": "wonderware", "extra": {"sqlalchemy_url": url}})
+    )
+    from airflow_backfill_provider.hooks.wonderware import WonderwareHook
+
+    return WonderwareHook("ww_test"), url
+
+
+def raw_counts(url, start, end, *, exclusive_start=False, by_hour=False):
+    """Counted straight with SQL, not through the hook."""
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(sa.text('"TagName"'), sa.text('"DateTime"'))
+            .select_from(sa.table("History"))
+            .where(
+                sa.text('"DateTime" > :s' if exclusive_start else '"DateTime" >= :s'),
+                sa.text('"DateTime" < :e'),
+                sa.text("\"TagName\" NOT LIKE 'Sys%'"),
+            ),
+            {"s": start.replace(tzinfo=None), "e": end.replace(tzinfo=None)},
+        ).all()
+    engine.dispose()
+    counts: dict = {}
+    for tag, ts in rows:
+        if isinstance(ts, str):
+            ts = datetime.fromisoformat(ts)
+        key = (tag, ts.strftime("%Y-%m-%d %H:00:00")) if by_hour else tag
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def test_discover_tags_types_system_and_globs(historian):
+    hook, _ = historian
+    everything = hook.discover_tags()
+    assert len(everything) == 9 and not any(t.startswith("Sys") for t in everything)
+    assert set(HOSTILE_TAG_NAMES) <= set(everything)
+    with_sys = hook.discover_tags(exclude_system=False)
+    assert {t for t in with_sys if t.startswith("Sys")} and len(with_sys) > len(everything)
+    analog = hook.discover_tags(["analog"])
+    discrete_string = hook.discover_tags(["discrete", "string"])
+    assert sorted(analog + discrete_string) == everything
+    assert hook.discover_tags(include=["o'brien*"]) == [HOSTILE_TAG_NAMES[0]]
+    assert HOSTILE_TAG_NAMES[0] not in hook.discover_tags(exclude=["O'Brien*"])
+
+
+def test_counts_per_tag_and_hour_match_raw_sql(historian):
+    hook, url = historian
+    tags = hook.discover_tags()
+    end = T0 + timedelta(days=1, hours=6)
+    assert hook.count_rows(tags, T0, end) == raw_counts(url, T0, end)
+    assert hook.count_rows(tags, T0, end, by_hour=True) == raw_counts(url, T0, end, by_hour=True)
+
+
+def test_stream_batches_half_open_and_exclusive_start(historian):
+    hook, url = historian
+    tags = hook.discover_tags()
+    midnight = T0 + timedelta(days=1)
+    batches = list(hook.iter_history_batches(tags, T0, midnight, batch_size=100))
+    assert all(b.num_rows <= 100 for b in batches)
+    rows = sum(b.num_rows for b in batches)
+    assert rows == sum(raw_counts(url, T0, midnight).values())
+    times = [t for b in batches for t in b.column("DateTime").to_pylist()]
+    assert min(times) == T0 and max(times) < midnight  # the start row in, the end row out
+    # exclusive start (the sync's watermark read) leaves out the rows exactly at the start
+    after = sum(b.num_rows for b in hook.iter_history_batches(tags, T0, midnight, inclusive_start=False))
+    assert after == sum(raw_counts(url, T0, midnight, exclusive_start=True).values())
+    assert rows - after == len(tags)  # one boundary row per tag at midnight
+    values = [v for b in batches for v in b.column("Value").to_pylist()]
+    assert None in values  # NULL Values (string tags, bad quality) are kept
+
+
+def test_missing_table_is_not_retried(tmp_path, monkeypatch):
+    from airflow_backfill_provider.hooks.wonderware import WonderwareHook
+
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WW_EMPTY", json.dumps({"conn_type": "wonderware", "extra": {"sqlalchemy_url": url}})
+    )
+    hook = WonderwareHook("ww_empty")
+    with pytest.raises(sa.exc.OperationalError, match="no such table: TagRef"):
+        hook.discover_tags()
+    ok, message = hook.test_connection()
+    assert not ok and "no such table" in message
