@@ -137,8 +137,11 @@ class AirflowStack:
     def metadata(self) -> sa.Engine:
         return sa.create_engine(self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
 
-    def wait_for_runs(self, dag_id: str, expected: int, timeout: float = 600) -> list[dict]:
-        """Wait until ``expected`` backfill runs of ``dag_id`` are finished; return them."""
+    def wait_for_runs(
+        self, dag_id: str, expected: int, timeout: float = 600, want_all_success: bool = False
+    ) -> list[dict]:
+        """Wait until ``expected`` backfill runs of ``dag_id`` are finished (all successful, with
+        ``want_all_success``, e.g. after a reprocessing backfill); return them."""
         engine = self.metadata()
         query = sa.text(
             "SELECT run_id, state, data_interval_start, data_interval_end, start_date, end_date "
@@ -152,9 +155,23 @@ class AirflowStack:
                     raise RuntimeError(f"Airflow component(s) {dead} exited; see their logs in {self.home}")
                 with engine.connect() as conn:
                     runs = [dict(r._mapping) for r in conn.execute(query, {"d": dag_id})]
-                done = [r for r in runs if r["state"] in ("success", "failed")]
+                done = [
+                    r
+                    for r in runs
+                    if r["state"] in (("success",) if want_all_success else ("success", "failed"))
+                ]
                 if len(runs) >= expected and len(done) == len(runs):
-                    return runs
+                    # The scheduler marks the backfill completed a loop later; until then a new
+                    # backfill of the DAG is refused ("Another backfill is running").
+                    with engine.connect() as conn:
+                        open_backfills = conn.execute(
+                            sa.text(
+                                "SELECT count(*) FROM backfill WHERE dag_id = :d AND completed_at IS NULL"
+                            ),
+                            {"d": dag_id},
+                        ).scalar()
+                    if not open_backfills:
+                        return runs
                 if time.monotonic() > deadline:
                     raise TimeoutError(
                         f"{len(done)}/{expected} backfill runs finished after {timeout:.0f}s; "
@@ -164,14 +181,17 @@ class AirflowStack:
         finally:
             engine.dispose()
 
-    def task_durations(self, dag_id: str, task_id: str) -> list[float]:
+    def query(self, sql: str, **params) -> list[tuple]:
+        """Rows of a query on the metadata database."""
         engine = self.metadata()
         try:
             with engine.connect() as conn:
-                rows = conn.execute(
-                    sa.text("SELECT duration FROM task_instance WHERE dag_id = :d AND task_id = :t"),
-                    {"d": dag_id, "t": task_id},
-                ).all()
+                return [tuple(r) for r in conn.execute(sa.text(sql), params)]
         finally:
             engine.dispose()
+
+    def task_durations(self, dag_id: str, task_id: str) -> list[float]:
+        rows = self.query(
+            "SELECT duration FROM task_instance WHERE dag_id = :d AND task_id = :t", d=dag_id, t=task_id
+        )
         return [float(r[0] or 0) for r in rows]
