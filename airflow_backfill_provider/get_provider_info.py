@@ -38,7 +38,10 @@ def get_provider_info() -> dict:
             },
             {
                 "integration-name": "Temporal",
-                "python-modules": ["airflow_backfill_provider.operators.temporal"],
+                "python-modules": [
+                    "airflow_backfill_provider.operators.temporal",
+                    "airflow_backfill_provider.operators.workflow_backfill",
+                ],
             },
         ],
         "sensors": [

@@ -13,6 +13,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from airflow_backfill_provider.exceptions import ConfigurationError
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.I)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -63,12 +66,28 @@ def to_utc(value: str | datetime, what: str = "timestamp") -> datetime:
         try:
             dt = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
         except ValueError as err:
-            raise ValueError(
+            raise ConfigurationError(
                 f"Invalid {what} {value!r}: use ISO 8601, e.g. '2025-01-01T00:00:00+00:00'."
             ) from err
     dt = dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
     # A plain datetime, also for pendulum input: pendulum and stdlib instants mix badly in arithmetic.
     return datetime(*dt.timetuple()[:6], dt.microsecond, tzinfo=timezone.utc)
+
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", "", "none"}
+
+
+def as_bool(value: Any, what: str) -> bool:
+    """Strict boolean from a bool or a rendered template string ('True', 'false', ...)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigurationError(f"Invalid {what} {value!r}: use true or false.")
 
 
 def select_tags(

@@ -45,7 +45,7 @@ import pendulum
 from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
 from airflow.sdk import CronDataIntervalTimetable, Param, TriggerRule, dag, task
 
-from airflow_backfill_provider.operators.temporal import (
+from airflow_backfill_provider.operators.workflow_backfill import (
     TemporalBackfillGapsOperator,
     TemporalFindWorkflowGapsOperator,
 )

@@ -10,26 +10,11 @@ from airflow.sdk import BaseOperator
 from airflow_backfill_provider.exceptions import ConfigurationError
 from airflow_backfill_provider.historian import DEFAULT_RETRIEVAL_MODE, DEFAULT_TIME_ZONE, DEFAULT_VERSION
 from airflow_backfill_provider.hooks.wonderware import DEFAULT_BATCH_SIZE
-from airflow_backfill_provider.planning import to_utc
+from airflow_backfill_provider.planning import as_bool, to_utc
 from airflow_backfill_provider.schema import DEFAULT_TABLE, check_identifier
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off", "", "none"}
-
-
-def as_bool(value: Any, what: str) -> bool:
-    """Strict boolean from a bool or a rendered template string ('True', 'false', ...)."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ConfigurationError(f"Invalid {what} {value!r}: use true or false.")
 
 
 class WonderwareToClickHouseOperator(BaseOperator):

@@ -178,7 +178,7 @@ def test_too_many_gaps_start_nothing(dag, seeded, clickhouse):
 def test_bad_namespace_and_bad_spec_fail_clearly(temporal_worker):
     from airflow.sdk.exceptions import AirflowFailException
 
-    from airflow_backfill_provider.operators.temporal import TemporalFindWorkflowGapsOperator
+    from airflow_backfill_provider.operators.workflow_backfill import TemporalFindWorkflowGapsOperator
 
     ctx = {
         "ti": SimpleNamespace(dag_id="d", task_id="t", run_id="r", map_index=-1),

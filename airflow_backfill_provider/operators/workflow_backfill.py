@@ -1,0 +1,359 @@
+"""Operators that find missing or failed Temporal workflow executions and backfill them.
+
+Used by the ``missing_workflow_backfill`` DAG; the gap logic itself is in
+:mod:`airflow_backfill_provider.workflow_gaps` (no Airflow import).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from airflow_backfill_provider.exceptions import ConfigurationError
+from airflow_backfill_provider.hooks.temporal import TemporalHook
+from airflow_backfill_provider.operators.temporal import _seconds
+from airflow_backfill_provider.planning import as_bool, to_utc
+from airflow_backfill_provider.schema import quote_identifier
+from airflow_backfill_provider.workflow_gaps import (
+    BACKFILL_REQUEST_COLUMNS,
+    GAP_CLASSES,
+    Execution,
+    KeyReport,
+    assign_executions,
+    backfill_requests_ddl,
+    classify_key,
+    count_classes,
+    parse_specs,
+    render_args,
+    render_workflow_id,
+    request_id,
+    visibility_queries,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class TemporalFindWorkflowGapsOperator(BaseOperator):
+    """
+    Classify, for one interval, every key of one or more workflow specs (read-only).
+
+    For each key: the expected id from the spec's template, the executions visibility lists for it,
+    the start and success points of their histories, and a class (completed, running, running too
+    long, failed, timed out, terminated, canceled, missing). Gaps carry their replacement id and
+    arguments. Returns one entry per spec (XCom), ready for :class:`TemporalBackfillGapsOperator`.
+
+    :param spec: the spec document (object, list, ``{"workflows": [...]}`` or JSON). (templated)
+    :param interval_start: default the run's ``data_interval_start``. (templated)
+    :param interval_end: default the run's ``data_interval_end``. (templated)
+    :param temporal_conn_id: Airflow connection of type ``temporal``.
+    """
+
+    template_fields: Sequence[str] = ("spec", "interval_start", "interval_end")
+    template_fields_renderers = {"spec": "json"}
+
+    def __init__(
+        self,
+        *,
+        spec: Any,
+        interval_start: str | datetime | None = None,
+        interval_end: str | datetime | None = None,
+        temporal_conn_id: str = TemporalHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.interval_start = interval_start
+        self.interval_end = interval_end
+        self.temporal_conn_id = temporal_conn_id
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        try:
+            specs = parse_specs(self.spec)
+            start = to_utc(self.interval_start or context["data_interval_start"], "interval_start")
+            end = to_utc(self.interval_end or context["data_interval_end"], "interval_end")
+            if end <= start:
+                raise ConfigurationError(
+                    f"The interval [{start.isoformat()}, {end.isoformat()}) is empty: use an interval "
+                    "timetable (CronDataIntervalTimetable) or give interval_start/interval_end."
+                )
+        except ConfigurationError as err:
+            raise AirflowFailException(str(err)) from err
+        now = datetime.now(timezone.utc)
+        entries = []
+        for spec in specs:
+            hook = TemporalHook(self.temporal_conn_id, namespace=spec.namespace)
+            try:
+                reports = self._classify(hook, spec, start, end, now)
+            except ConfigurationError as err:
+                raise AirflowFailException(str(err)) from err
+            counts = count_classes(reports)
+            self.log.info(
+                "%s in %s, [%s, %s): %s",
+                spec.label,
+                hook.namespace,
+                start.isoformat(),
+                end.isoformat(),
+                ", ".join(f"{c} {n}" for c, n in counts.items() if n) or "no keys",
+            )
+            for r in reports:
+                if r.classification != "completed":
+                    self.log.info("  %-16s %s: %s", r.classification, r.resource_id, r.reason)
+            entries.append(
+                {
+                    "spec": spec.label,
+                    "namespace": hook.namespace,
+                    "workflow_type": spec.workflow_type,
+                    "task_queue": spec.task_queue,
+                    "interval_start": start.isoformat(),
+                    "interval_end": end.isoformat(),
+                    "execution_timeout": _secs(spec.execution_timeout),
+                    "run_timeout": _secs(spec.run_timeout),
+                    "counts": counts,
+                    "keys": [self._with_args(spec, r, start, end) for r in reports],
+                }
+            )
+        return entries
+
+    def _classify(
+        self, hook: TemporalHook, spec, start: datetime, end: datetime, now: datetime
+    ) -> list[KeyReport]:
+        expected = {k.resource_id: render_workflow_id(spec, k, start, end) for k in spec.keys}
+        runs = []
+        for query in visibility_queries(spec, list(expected.values())):
+            runs.extend(hook.list_executions(query))
+        grouped = assign_executions(expected, [_execution(r) for r in runs], spec.match)
+        if spec.match == "exact":
+            # Visibility lags a little behind: before calling a key missing, ask for its id directly.
+            key_of = {wid: key for key, wid in expected.items()}
+            missing = [expected[k] for k, found in grouped.items() if not found]
+            for wid, info in hook.get_statuses(missing).items():
+                if info is not None:
+                    grouped[key_of[wid]].append(_execution(info))
+        points = hook.get_history_points_many(
+            [(e.workflow_id, e.run_id, e.status) for found in grouped.values() for e in found]
+        )
+        return [
+            classify_key(
+                k.resource_id,
+                expected[k.resource_id],
+                grouped[k.resource_id],
+                points,
+                now=now,
+                max_running=spec.max_running,
+                max_attempts=spec.max_attempts,
+            )
+            for k in spec.keys
+        ]
+
+    @staticmethod
+    def _with_args(spec, report: KeyReport, start: datetime, end: datetime) -> dict[str, Any]:
+        data = report.to_dict()
+        if report.replacement_workflow_id:
+            key = next(k for k in spec.keys if k.resource_id == report.resource_id)
+            data["args"] = render_args(spec, key, start, end)
+        return data
+
+
+class TemporalBackfillGapsOperator(BaseOperator):
+    """
+    Start a replacement for every gap found by :class:`TemporalFindWorkflowGapsOperator`, and record
+    each as a backfill request in ClickHouse.
+
+    Replacement ids are deterministic and started with ``USE_EXISTING``/``REJECT_DUPLICATE``, so a
+    retry or a re-run re-attaches instead of starting twice; requests are keyed by namespace and
+    replacement id and read before insert, so ``backfill_requests`` holds each once. One failed
+    start does not stop the others; the task fails at the end so a retry picks up the rest.
+
+    :param gaps: the find operator's output (usually its ``.output``). (templated)
+    :param dry_run: only report what would be started and recorded. (templated)
+    :param max_starts: refuse to start more than this many replacements in one run: a wrong id
+        template makes every key look missing, and this stops it from starting thousands.
+    :param table: ClickHouse table of backfill requests, created if absent.
+    :param temporal_conn_id: Airflow connection of type ``temporal``.
+    :param clickhouse_conn_id: Airflow connection of type ``clickhouse``.
+    """
+
+    template_fields: Sequence[str] = ("gaps", "dry_run", "max_starts")
+
+    def __init__(
+        self,
+        *,
+        gaps: Any,
+        dry_run: bool | str = False,
+        max_starts: int | str = 100,
+        table: str = "backfill_requests",
+        temporal_conn_id: str = TemporalHook.default_conn_name,
+        clickhouse_conn_id: str = "clickhouse_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.gaps = gaps
+        self.dry_run = dry_run
+        self.max_starts = max_starts
+        self.table = table
+        self.temporal_conn_id = temporal_conn_id
+        self.clickhouse_conn_id = clickhouse_conn_id
+        self._hooks: dict[str, TemporalHook] = {}
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        dry_run = as_bool(self.dry_run, "dry_run")
+        todo, exhausted = [], []
+        for entry in self.gaps or []:
+            for data in entry["keys"]:
+                report = KeyReport.from_dict(data)
+                if report.classification not in GAP_CLASSES:
+                    continue
+                item = (entry, report, data.get("args") or [])
+                (exhausted if report.exhausted else todo).append(item)
+        out: dict[str, Any] = {
+            "dry_run": dry_run,
+            "gaps": len(todo) + len(exhausted),
+            "started": [],
+            "attached": [],
+            "would_start": [],
+            "exhausted": [r.expected_workflow_id for _, r, _ in exhausted],
+            "errors": [],
+            "recorded": 0,
+        }
+        for _, r, _ in exhausted:
+            self.log.warning("Not replaced (attempts used up): %s: %s", r.resource_id, r.reason)
+        if len(todo) > int(self.max_starts):
+            raise AirflowFailException(
+                f"{len(todo)} gaps to backfill exceed max_starts={self.max_starts}: nothing started. Check the "
+                "spec (a wrong id_template makes every key look missing), run with dry_run to review, or "
+                "raise max_starts."
+            )
+        if dry_run:
+            for entry, r, _ in todo:
+                self.log.info(
+                    "Dry run: would start %s (%s) for %s [%s]",
+                    r.replacement_workflow_id,
+                    entry["workflow_type"],
+                    r.resource_id,
+                    r.classification,
+                )
+                out["would_start"].append(r.replacement_workflow_id)
+            return out
+        rows = []
+        for entry, r, args in todo:
+            try:
+                res = self._start(context, entry, r, args)
+            except Exception as err:
+                self.log.error("Could not start %s: %s", r.replacement_workflow_id, err)
+                out["errors"].append({"workflow_id": r.replacement_workflow_id, "error": str(err)[:500]})
+                continue
+            (out["started"] if res["started"] else out["attached"]).append(r.replacement_workflow_id)
+            self.log.info(
+                "%s %s run %s for %s (%s)",
+                "Started" if res["started"] else "Re-attached to",
+                r.replacement_workflow_id,
+                res["run_id"],
+                r.resource_id,
+                r.classification,
+            )
+            rows.append(self._row(context, entry, r, res["run_id"]))
+        out["recorded"] = self._record(rows)
+        if out["errors"]:
+            raise AirflowException(
+                f"{len(out['errors'])} of {len(todo)} replacement(s) could not be started (the others were "
+                f"started and recorded; a retry re-attaches to them): {out['errors'][:3]}"
+            )
+        return out
+
+    def _start(self, context: Context, entry: Mapping[str, Any], r: KeyReport, args: list) -> dict[str, Any]:
+        hook = self._hooks.get(entry["namespace"])
+        if hook is None:  # one hook, hence one connection, per namespace
+            hook = self._hooks[entry["namespace"]] = TemporalHook(
+                self.temporal_conn_id, namespace=entry["namespace"]
+            )
+        return hook.start_workflow(
+            entry["workflow_type"],
+            workflow_id=r.replacement_workflow_id,
+            task_queue=entry["task_queue"],
+            args=args,
+            id_reuse_policy="REJECT_DUPLICATE",
+            id_conflict_policy="USE_EXISTING",
+            execution_timeout=_seconds(entry.get("execution_timeout")),
+            run_timeout=_seconds(entry.get("run_timeout")),
+            memo={
+                "backfill_of": r.expected_workflow_id,
+                "previous_status": r.classification,
+                "previous_run_id": r.previous_run_id,
+                "airflow_dag_id": context["ti"].dag_id,
+                "airflow_run_id": context["ti"].run_id,
+            },
+            static_summary=f"Backfill of {r.expected_workflow_id} ({r.classification})",
+        )
+
+    @staticmethod
+    def _row(context: Context, entry: Mapping[str, Any], r: KeyReport, run_id: str | None) -> dict[str, Any]:
+        return {
+            "request_id": request_id(entry["namespace"], r.replacement_workflow_id),
+            "namespace": entry["namespace"],
+            "workflow_type": entry["workflow_type"],
+            "spec_name": entry["spec"],
+            "resource_id": r.resource_id,
+            "interval_start": to_utc(entry["interval_start"], "interval_start"),
+            "interval_end": to_utc(entry["interval_end"], "interval_end"),
+            "expected_workflow_id": r.expected_workflow_id,
+            "previous_status": r.classification,
+            "previous_workflow_id": r.previous_workflow_id,
+            "previous_run_id": r.previous_run_id,
+            "reason": r.reason,
+            "attempt": r.attempt,
+            "replacement_workflow_id": r.replacement_workflow_id,
+            "replacement_run_id": run_id or "",
+            "dag_id": context["ti"].dag_id,
+            "dag_run_id": context["ti"].run_id,
+            "created_at": datetime.now(timezone.utc),
+        }
+
+    def _record(self, rows: list[dict[str, Any]]) -> int:
+        """Insert the requests not recorded yet; returns how many were new."""
+        if not rows:
+            return 0
+        from airflow_backfill_provider.hooks.clickhouse import ClickHouseHook
+
+        with ClickHouseHook(clickhouse_conn_id=self.clickhouse_conn_id).session() as client:
+            client.command(backfill_requests_ddl(self.table))
+            existing = {
+                row[0]
+                for row in client.query(
+                    f"SELECT request_id FROM {quote_identifier(self.table)} WHERE request_id IN {{ids:Array(String)}}",
+                    parameters={"ids": [r["request_id"] for r in rows]},
+                ).result_rows
+            }
+            new = [r for r in rows if r["request_id"] not in existing]
+            if new:
+                client.insert(
+                    self.table,
+                    [[r[c] for c in BACKFILL_REQUEST_COLUMNS] for r in new],
+                    column_names=list(BACKFILL_REQUEST_COLUMNS),
+                )
+        self.log.info(
+            "Recorded %d new backfill request(s) in %s (%d already there)",
+            len(new),
+            self.table,
+            len(rows) - len(new),
+        )
+        return len(new)
+
+
+def _execution(info: Mapping[str, Any]) -> Execution:
+    return Execution(
+        workflow_id=info["workflow_id"],
+        run_id=info["run_id"],
+        status=info["status"],
+        start_time=to_utc(info["start_time"], "start_time"),
+        close_time=to_utc(info["close_time"], "close_time") if info.get("close_time") else None,
+        workflow_type=info.get("workflow_type", ""),
+    )
+
+
+def _secs(value: timedelta | None) -> float | None:
+    return value.total_seconds() if value else None
