@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
 from pathlib import Path
 
 import sqlalchemy as sa
+from conftest import faulty_historian
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -45,28 +45,20 @@ def clickhouse_days(chdb_path) -> dict[str, int]:
 def test_native_backfill_then_reprocess_failed(postgres_url, tmp_path):
     from native_backfill import AirflowStack
 
-    from airflow_backfill_provider.simulator import SimulatorConfig, simulate
-
-    simulate(
+    engine = faulty_historian(
         postgres_url,
-        SimulatorConfig(start=datetime(2025, 1, 1), end=datetime(2025, 1, 4), tags=6, rate=120),
-        replace=True,
+        days=3,
+        tags=6,
+        rate=120,
+        fault_sql=[
+            "CREATE TABLE broken_day (day date)",
+            "INSERT INTO broken_day VALUES ('2025-01-02')",
+            "CREATE FUNCTION readable(ts timestamp) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$ BEGIN "
+            "IF EXISTS (SELECT 1 FROM broken_day WHERE day = ts::date) THEN "
+            "RAISE EXCEPTION 'bad sector under %', ts::date; END IF; RETURN true; END $$",
+        ],
+        predicate='readable("DateTime")',
     )
-    engine = sa.create_engine(postgres_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text('ALTER TABLE "History" RENAME TO history_data'))
-        conn.execute(sa.text("CREATE TABLE broken_day (day date)"))
-        conn.execute(sa.text("INSERT INTO broken_day VALUES ('2025-01-02')"))
-        conn.execute(
-            sa.text(
-                "CREATE FUNCTION readable(ts timestamp) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$ BEGIN "
-                "IF EXISTS (SELECT 1 FROM broken_day WHERE day = ts::date) THEN "
-                "RAISE EXCEPTION 'bad sector under %', ts::date; END IF; RETURN true; END $$"
-            )
-        )
-        conn.execute(
-            sa.text('CREATE VIEW "History" AS SELECT * FROM history_data WHERE readable("DateTime")')
-        )
 
     chdb_path = tmp_path / "chdb"
     stack = AirflowStack(

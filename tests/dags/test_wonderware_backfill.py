@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pendulum
 import pytest
 import sqlalchemy as sa
-from conftest import set_connections
+from conftest import faulty_historian, set_connections
 
 UTC = timezone.utc
 JAN1 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -136,25 +136,19 @@ def test_chunk_failing_mid_stream_succeeds_on_retry_and_ends_exact(
 ):
     """History is a view whose rows pass through a function that raises once, at the 10,000th row
     read (a sequence counts rows and is not rolled back), i.e. mid-way through a chunk's stream."""
-    from airflow_backfill_provider.simulator import SimulatorConfig, simulate
-
-    simulate(
+    engine = faulty_historian(
         postgres_url,
-        SimulatorConfig(start=datetime(2025, 1, 1), end=datetime(2025, 1, 2), tags=10, rate=30),
-        replace=True,
+        days=1,
+        tags=10,
+        rate=30,
+        fault_sql=[
+            "CREATE SEQUENCE rows_read",
+            "CREATE FUNCTION fail_once() RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$ BEGIN "
+            "IF nextval('rows_read') = 10000 THEN RAISE EXCEPTION 'injected: connection lost mid-stream'; "
+            "END IF; RETURN true; END $$",
+        ],
+        predicate="fail_once()",
     )
-    engine = sa.create_engine(postgres_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text('ALTER TABLE "History" RENAME TO history_data'))
-        conn.execute(sa.text("CREATE SEQUENCE rows_read"))
-        conn.execute(
-            sa.text(
-                "CREATE FUNCTION fail_once() RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$ BEGIN "
-                "IF nextval('rows_read') = 10000 THEN RAISE EXCEPTION 'injected: connection lost mid-stream'; "
-                "END IF; RETURN true; END $$"
-            )
-        )
-        conn.execute(sa.text('CREATE VIEW "History" AS SELECT * FROM history_data WHERE fail_once()'))
     engine.dispose()
     set_connections(monkeypatch, source_url=postgres_url, chdb_path=chdb_path)
 
@@ -196,25 +190,20 @@ def test_source_down_error_names_the_problem(monkeypatch, chdb_path):
 def test_bad_chunk_fails_alone_then_reprocessing_fixes_it(dagbag, postgres_url, chdb_path, monkeypatch):
     """One tag group's reads always fail: its chunks fail after their retry, the others land, finalize
     still runs and fails the run; once the source is fixed, re-running the interval ends exact."""
-    from airflow_backfill_provider.simulator import SimulatorConfig, simulate
-
-    simulate(
+    engine = faulty_historian(
         postgres_url,
-        SimulatorConfig(start=datetime(2025, 1, 1), end=datetime(2025, 1, 2), tags=10, rate=120),
-        replace=True,
+        days=1,
+        tags=10,
+        rate=120,
+        fault_sql=[
+            "CREATE TABLE broken (tag text)",
+            "CREATE FUNCTION readable(t text) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$ BEGIN "
+            "IF EXISTS (SELECT 1 FROM broken WHERE tag = t) THEN RAISE EXCEPTION 'disk error reading %', t; "
+            "END IF; RETURN true; END $$",
+        ],
+        predicate='readable("TagName")',
     )
-    engine = sa.create_engine(postgres_url)
     with engine.begin() as conn:
-        conn.execute(sa.text('ALTER TABLE "History" RENAME TO history_data'))
-        conn.execute(sa.text("CREATE TABLE broken (tag text)"))
-        conn.execute(
-            sa.text(
-                "CREATE FUNCTION readable(t text) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$ BEGIN "
-                "IF EXISTS (SELECT 1 FROM broken WHERE tag = t) THEN RAISE EXCEPTION 'disk error reading %', t; "
-                "END IF; RETURN true; END $$"
-            )
-        )
-        conn.execute(sa.text('CREATE VIEW "History" AS SELECT * FROM history_data WHERE readable("TagName")'))
         bad_tag = conn.execute(sa.text('SELECT min("TagName") FROM history_data')).scalar()
         conn.execute(sa.text("INSERT INTO broken VALUES (:t)"), {"t": bad_tag})
     set_connections(
