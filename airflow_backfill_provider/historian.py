@@ -93,26 +93,42 @@ class Historian:
         version: str | None = DEFAULT_VERSION,
         time_zone: str | None = DEFAULT_TIME_ZONE,
     ) -> list[ColumnElement]:
-        if not tags:
-            raise ValueError("No tags given: a History query needs at least one tag.")
-        if len(tags) > MAX_TAGS_PER_QUERY:
-            raise ValueError(
-                f"{len(tags)} tags in one History query; SQL Server allows {MAX_TAGS_PER_QUERY} at most "
-                "(2,100 parameters). Use a smaller tag_group_size."
-            )
+        check_tags(tags)
+        return self._filters(
+            self.history.c.TagName.in_(list(tags)),
+            naive_utc(start),
+            naive_utc(end),
+            inclusive_start=inclusive_start,
+            retrieval_mode=retrieval_mode or None,
+            version=version or None,
+            time_zone=time_zone or None,
+        )
+
+    def _filters(
+        self,
+        tag_filter: ColumnElement | None,
+        start,
+        end,
+        *,
+        inclusive_start: bool,
+        retrieval_mode,
+        version,
+        time_zone,
+    ) -> list[ColumnElement]:
+        """The History WHERE clause; ``start``/``end``/options are values or columns of a params table."""
         h = self.history
         dt = h.c.DateTime
-        conds = [
-            h.c.TagName.in_(list(tags)),
-            dt >= naive_utc(start) if inclusive_start else dt > naive_utc(start),
+        conds = [] if tag_filter is None else [tag_filter]
+        conds += [
+            dt >= start if inclusive_start else dt > start,
             # The end is always exclusive: a row exactly on a boundary belongs to the later window.
-            dt < naive_utc(end),
+            dt < end,
         ]
-        if retrieval_mode:
+        if retrieval_mode is not None:
             conds.append(h.c.wwRetrievalMode == retrieval_mode)
-        if version:
+        if version is not None:
             conds.append(h.c.wwVersion == version)
-        if time_zone:
+        if time_zone is not None:
             conds.append(h.c.wwTimeZone == time_zone)
         return conds
 
@@ -121,6 +137,47 @@ class Historian:
         h = self.history
         return sa.select(*(h.c[name] for name in HISTORY_COLUMN_NAMES)).where(
             *self._window(tags, start, end, **options)
+        )
+
+    def history_query_from_params(
+        self,
+        params: sa.Table,
+        *,
+        inclusive_start: bool = True,
+        retrieval_mode: str | None = DEFAULT_RETRIEVAL_MODE,
+        version: str | None = DEFAULT_VERSION,
+        time_zone: str | None = DEFAULT_TIME_ZONE,
+    ) -> sa.Select:
+        """:meth:`history_query` with every value read from ``params`` (see :func:`window_params_table`).
+
+        The same columns and filters, with ``IN (SELECT ...)`` and scalar subqueries in place of
+        bound values, so the SQL holds no value at all: for drivers that stream results only for statements without bound
+        parameters (PostgreSQL's ``COPY``), the values travel as data in a temporary table instead.
+        The option arguments only say which filters exist; their values come from ``params``.
+        """
+        h, p = self.history, params
+
+        def value(column: sa.Column) -> ColumnElement:
+            # A scalar subquery is evaluated once, before the scan (an InitPlan), so the window
+            # bounds are index conditions just like literal values would be. Every row of the
+            # params table holds the same value; max() picks it without a LIMIT parameter.
+            return sa.select(sa.func.max(column)).scalar_subquery()
+
+        return sa.select(*(h.c[name] for name in HISTORY_COLUMN_NAMES)).where(
+            *self._filters(
+                # One array of all tags (an InitPlan too): a single index scan over the window,
+                # where ``IN (SELECT ...)`` becomes a join that rescans the window per tag.
+                h.c.TagName
+                == sa.any_(
+                    sa.cast(sa.select(sa.func.array_agg(p.c.TagName)).scalar_subquery(), sa.ARRAY(sa.Unicode))
+                ),
+                value(p.c.WindowStart),
+                value(p.c.WindowEnd),
+                inclusive_start=inclusive_start,
+                retrieval_mode=value(p.c.RetrievalMode) if retrieval_mode else None,
+                version=value(p.c.Version) if version else None,
+                time_zone=value(p.c.TimeZone) if time_zone else None,
+            )
         )
 
     def count_query(
@@ -136,6 +193,63 @@ class Historian:
             .where(*self._window(tags, start, end, **options))
             .group_by(*keys)
         )
+
+
+def check_tags(tags: Sequence[str]) -> None:
+    if not tags:
+        raise ValueError("No tags given: a History query needs at least one tag.")
+    if len(tags) > MAX_TAGS_PER_QUERY:
+        raise ValueError(
+            f"{len(tags)} tags in one History query; SQL Server allows {MAX_TAGS_PER_QUERY} at most "
+            "(2,100 parameters). Use a smaller tag_group_size."
+        )
+
+
+def window_params_table(metadata: sa.MetaData, name: str = "abp_history_window") -> sa.Table:
+    """A temporary table holding one chunk's query values, one row per tag (see
+    :meth:`Historian.history_query_from_params`)."""
+    if name in metadata.tables:
+        return metadata.tables[name]
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("TagName", sa.Unicode(256)),
+        sa.Column("WindowStart", sa.DateTime(timezone=False)),
+        sa.Column("WindowEnd", sa.DateTime(timezone=False)),
+        sa.Column("RetrievalMode", sa.Unicode()),
+        sa.Column("Version", sa.Unicode()),
+        sa.Column("TimeZone", sa.Unicode()),
+        prefixes=["TEMPORARY"],
+    )
+
+
+def window_params(
+    tags: Sequence[str],
+    start: datetime,
+    end: datetime,
+    *,
+    retrieval_mode: str | None = DEFAULT_RETRIEVAL_MODE,
+    version: str | None = DEFAULT_VERSION,
+    time_zone: str | None = DEFAULT_TIME_ZONE,
+):
+    """The rows of :func:`window_params_table` for one chunk, as an Arrow table (tags deduplicated,
+    as ``IN`` would)."""
+    import pyarrow as pa
+
+    check_tags(tags)
+    unique = list(dict.fromkeys(tags))
+    n = len(unique)
+    ts = pa.timestamp("us")
+    return pa.table(
+        {
+            "TagName": pa.array(unique, pa.string()),
+            "WindowStart": pa.array([naive_utc(start)] * n, ts),
+            "WindowEnd": pa.array([naive_utc(end)] * n, ts),
+            "RetrievalMode": pa.array([retrieval_mode or None] * n, pa.string()),
+            "Version": pa.array([version or None] * n, pa.string()),
+            "TimeZone": pa.array([time_zone or None] * n, pa.string()),
+        }
+    )
 
 
 def naive_utc(value: datetime) -> datetime:

@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Engine
 
 DEFAULT_BATCH_SIZE = 50_000
+# How History rows are read (connection extra ``reader``): "arrow" (ADBC, columnar from the driver),
+# "dbapi" (SQLAlchemy over the DB-API driver, rows turned into columns in Python; pymssql on SQL
+# Server), or "auto": Arrow where an Arrow reader for the backend is installed, else DB-API.
+READERS = ("auto", "arrow", "dbapi")
 # pymssql connect() options that may come from the connection's extra, forwarded in the URL query.
 _PYMSSQL_OPTIONS = ("tds_version", "charset", "login_timeout", "timeout", "appname", "conn_properties")
 # Messages of errors that retrying cannot fix, although some drivers raise them as OperationalError.
@@ -75,6 +79,31 @@ def connection_url(
     )
 
 
+def resolve_reader(requested: str | None, backend: str) -> str:
+    """``"arrow"`` or ``"dbapi"`` for a requested reader (``auto`` when unset) and a SQLAlchemy backend."""
+    from airflow_backfill_provider.arrow_readers import ARROW_DRIVERS, arrow_driver_available
+
+    reader = str(requested or "auto").strip().lower()
+    if reader not in READERS:
+        raise ConfigurationError(
+            f"Invalid reader {requested!r} in the Wonderware connection: use one of {', '.join(READERS)}."
+        )
+    if reader == "dbapi":
+        return reader
+    available = arrow_driver_available(backend)
+    if reader == "arrow" and not available:
+        if backend not in ARROW_DRIVERS:
+            raise ConfigurationError(
+                f"reader 'arrow' is not available for {backend!r} (Arrow readers: "
+                f"{', '.join(sorted(ARROW_DRIVERS))}); use reader 'dbapi' or 'auto'."
+            )
+        raise ConfigurationError(
+            f"reader 'arrow' needs the Python package {ARROW_DRIVERS[backend].replace('_', '-')}: "
+            "install it, or use reader 'dbapi' or 'auto'."
+        )
+    return "arrow" if available else "dbapi"
+
+
 def retry_policy_from_extra(extra: dict) -> RetryPolicy:
     """The retry policy a connection's extra asks for; bad values are named in the error."""
     default = RetryPolicy()
@@ -106,6 +135,8 @@ class WonderwareHook(MsSqlHook):
     :param source_schema: schema of TagRef/History (e.g. ``dbo``); default: the connection's default.
     :param retry_policy: retries of transient source errors; default 4 attempts, 1 s doubling.
     :param breaker: circuit breaker shared by this hook's calls; default opens after 5 failures.
+    :param reader: how History is read: ``auto``, ``arrow`` or ``dbapi``; default: the connection
+        extra ``reader``, else ``auto``.
     """
 
     conn_name_attr = "wonderware_conn_id"
@@ -120,10 +151,12 @@ class WonderwareHook(MsSqlHook):
         source_schema: str | None = None,
         retry_policy: RetryPolicy | None = None,
         breaker: CircuitBreaker | None = None,
+        reader: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(wonderware_conn_id=wonderware_conn_id, **kwargs)
         self.source_schema = source_schema
+        self._reader = reader
         self._retry_policy = retry_policy
         self._breaker = breaker
         self.historian = Historian(schema=source_schema)
@@ -164,6 +197,17 @@ class WonderwareHook(MsSqlHook):
         )
 
     @property
+    def reader(self) -> str:
+        """The History reader in use, ``"arrow"`` or ``"dbapi"`` (see :data:`READERS`)."""
+        requested = self._reader if self._reader is not None else self.connection.extra_dejson.get("reader")
+        return resolve_reader(requested, self._url().get_backend_name())
+
+    def _url(self) -> URL:
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.sqlalchemy_url)
+
+    @property
     def dialect_name(self) -> str:
         return self.get_sqlalchemy_engine().dialect.name
 
@@ -179,6 +223,21 @@ class WonderwareHook(MsSqlHook):
     def get_conn(self):
         """A DB-API connection from the engine, so DbApiHook methods work on every backend."""
         return self.get_sqlalchemy_engine().raw_connection()
+
+    # MsSqlHook's autocommit handling calls pymssql's ``autocommit()`` method; other DB-API drivers
+    # (psycopg, sqlite3) have an attribute, on the driver connection behind SQLAlchemy's proxy.
+    def set_autocommit(self, conn, autocommit: bool) -> None:
+        driver_conn = getattr(conn, "dbapi_connection", conn)
+        if callable(getattr(driver_conn, "autocommit", None)):
+            driver_conn.autocommit(autocommit)
+        else:
+            driver_conn.autocommit = autocommit
+
+    def get_autocommit(self, conn) -> bool:
+        driver_conn = getattr(conn, "dbapi_connection", conn)
+        if hasattr(driver_conn, "autocommit_state"):
+            return bool(driver_conn.autocommit_state)
+        return bool(getattr(driver_conn, "autocommit", False))
 
     def test_connection(self) -> tuple[bool, str]:
         try:
@@ -229,18 +288,29 @@ class WonderwareHook(MsSqlHook):
     ) -> Iterator[pa.RecordBatch]:
         """Stream History rows of ``tags`` in the window as Arrow batches of at most ``batch_size`` rows.
 
-        Server-side cursor (``stream_results``): memory is bounded by the batch size, not the window.
-        Not retried here (a stream cannot resume mid-way); callers retry the whole window.
+        Batches follow :func:`~airflow_backfill_provider.schema.arrow_history_schema` whichever
+        reader runs. Memory is bounded by the batch size, not the window: the Arrow reader streams
+        from the driver (PostgreSQL ``COPY``, SQLite statement steps); the DB-API reader uses a
+        server-side cursor (``stream_results``). Not retried here (a stream cannot resume mid-way);
+        callers retry the whole window.
         """
         if batch_size < 1:
             raise ConfigurationError(f"batch_size must be a positive number of rows, got {batch_size!r}.")
-        stmt = self.historian.history_query(tags, start, end, **options)
-        schema = arrow_history_schema()
+        reader = self.reader
         self.breaker.before_call()
-        with self.get_sqlalchemy_engine().connect() as conn:
-            result = conn.execution_options(stream_results=True, max_row_buffer=batch_size).execute(stmt)
-            for rows in result.partitions(batch_size):
-                yield rows_to_batch(rows, schema)
+        if reader == "arrow":
+            from airflow_backfill_provider.arrow_readers import iter_arrow_batches
+
+            yield from iter_arrow_batches(
+                self._url(), self.historian, tags, start, end, batch_size=batch_size, **options
+            )
+        else:
+            stmt = self.historian.history_query(tags, start, end, **options)
+            schema = arrow_history_schema()
+            with self.get_sqlalchemy_engine().connect() as conn:
+                result = conn.execution_options(stream_results=True, max_row_buffer=batch_size).execute(stmt)
+                for rows in result.partitions(batch_size):
+                    yield rows_to_batch(rows, schema)
         self.breaker.record_success()
 
     def count_rows(

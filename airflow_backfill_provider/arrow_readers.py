@@ -1,0 +1,224 @@
+"""Arrow-native History readers (ADBC): no Python object per row on the read side. No Airflow import.
+
+The queries are the ones :class:`~airflow_backfill_provider.historian.Historian` builds with
+SQLAlchemy Core; only how they reach the driver differs:
+
+* **PostgreSQL** (``adbc-driver-postgresql``): the driver streams a result in bounded batches only
+  through ``COPY (query) TO STDOUT (FORMAT binary)``, and PostgreSQL accepts no bound parameter in
+  ``COPY``; a statement with parameters is executed whole and its entire result buffered by libpq
+  (measured: one batch and 1.4 GB for 1M rows). So the chunk's values (tags, window, retrieval
+  options) are bulk-ingested into a session ``TEMPORARY`` table and the query joins it
+  (:meth:`~airflow_backfill_provider.historian.Historian.history_query_from_params`): the SQL text
+  holds no value at all, a hostile tag name is a row of data.
+* **SQLite** (``adbc-driver-sqlite``): the ordinary statement with ``?`` parameters; the driver
+  steps the statement and emits batches of ``batch_size`` rows.
+
+Every batch is normalised to :func:`~airflow_backfill_provider.schema.arrow_history_schema` by
+:func:`normalize_batch`, so the spool is the same whichever reader ran. SQL Server keeps the
+DB-API path (pymssql); see docs/performance.md for why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from airflow_backfill_provider.historian import Historian, window_params, window_params_table
+from airflow_backfill_provider.schema import HISTORY_COLUMNS
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from sqlalchemy.engine import URL
+
+# Which ADBC driver reads which SQLAlchemy backend.
+ARROW_DRIVERS = {"postgresql": "adbc_driver_postgresql", "sqlite": "adbc_driver_sqlite"}
+# PostgreSQL's batches are sized in bytes; a History row of 33 columns is ~320 bytes on the wire.
+_PG_BYTES_PER_ROW = 320
+# SQLAlchemy's DateTime on SQLite is text in this format; bound values must match it to compare.
+_SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
+# One value of the right SQLite storage class per History column (see _iter_sqlite).
+_SQLITE_TYPE_ROW = {
+    c.name: {"datetime": "1970-01-01 00:00:00.000000", "str": "\x00abp-types", "float": 0.5, "int": 0}[c.kind]
+    for c in HISTORY_COLUMNS
+}
+
+
+def arrow_driver_available(backend: str) -> bool:
+    """True when an Arrow (ADBC) reader for the SQLAlchemy backend name is installed."""
+    import importlib.util
+
+    module = ARROW_DRIVERS.get(backend)
+    return module is not None and importlib.util.find_spec(module) is not None
+
+
+def iter_arrow_batches(
+    url: URL,
+    historian: Historian,
+    tags: Sequence[str],
+    start: datetime,
+    end: datetime,
+    *,
+    batch_size: int,
+    inclusive_start: bool = True,
+    **options: Any,
+) -> Iterator[pa.RecordBatch]:
+    """History rows of ``tags`` in the window as normalised Arrow batches of at most ``batch_size`` rows."""
+    from airflow_backfill_provider.schema import arrow_history_schema
+
+    schema = arrow_history_schema()
+    backend = url.get_backend_name()
+    if backend == "postgresql":
+        raw = _iter_postgresql(url, historian, tags, start, end, batch_size, inclusive_start, options)
+    elif backend == "sqlite":
+        raw = _iter_sqlite(url, historian, tags, start, end, batch_size, inclusive_start, options)
+    else:
+        raise ValueError(f"No Arrow reader for {backend!r}; use the DB-API reader.")
+    for batch in raw:
+        for offset in range(0, batch.num_rows, batch_size):  # zero-copy slices: memory per batch
+            yield normalize_batch(batch.slice(offset, batch_size), schema)
+
+
+def _iter_postgresql(url, historian, tags, start, end, batch_size, inclusive_start, options):
+    import adbc_driver_postgresql
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import postgresql
+
+    params = window_params_table(sa.MetaData())
+    stmt = historian.history_query_from_params(params, inclusive_start=inclusive_start, **options)
+    sql = str(stmt.compile(dialect=postgresql.dialect()))
+    uri = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with _connect(adbc_driver_postgresql.connect, uri) as conn:
+        _execute_update(
+            conn,
+            bind_stream=window_params(tags, start, end, **options),
+            options={
+                "adbc.ingest.target_table": params.name,
+                "adbc.ingest.mode": "adbc.ingest.mode.create",
+                "adbc.ingest.temporary": "true",
+            },
+        )
+        # Real statistics of the tiny params table let the planner pick the (TagName, DateTime)
+        # index per tag on a large History instead of a guess-driven plan.
+        _execute_update(conn, sql=f"ANALYZE {params.name}")
+        yield from _execute_query(
+            conn, sql, options={"adbc.postgresql.batch_size_hint_bytes": str(batch_size * _PG_BYTES_PER_ROW)}
+        )
+
+
+def _iter_sqlite(url, historian, tags, start, end, batch_size, inclusive_start, options):
+    import adbc_driver_sqlite
+    import pyarrow as pa
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import sqlite
+
+    path = url.database
+    if not path or path == ":memory:":
+        raise ValueError("The Arrow reader needs an SQLite file, not an in-memory database.")
+    stmt = historian.history_query(tags, start, end, inclusive_start=inclusive_start, **options)
+    # The driver infers each column's type from the values of the first batch, and a column that is
+    # NULL there (wwUnit of discrete tags, say) becomes INT64, so a later text value fails the read.
+    # A first row with a typed value in every column fixes the types; it is dropped below.
+    stmt = sa.union_all(sa.select(*(sa.literal(v).label(k) for k, v in _SQLITE_TYPE_ROW.items())), stmt)
+    compiled = stmt.compile(dialect=sqlite.dialect(), compile_kwargs={"render_postcompile": True})
+    values = [_sqlite_value(compiled.params[name]) for name in compiled.positiontup]
+    bind = pa.record_batch([pa.array([v]) for v in values], names=[f"p{i}" for i in range(len(values))])
+    with _connect(adbc_driver_sqlite.connect, path) as conn:
+        batches = _execute_query(
+            conn, compiled.string, bind=bind, options={"adbc.sqlite.query.batch_rows": str(batch_size)}
+        )
+        first = True
+        for batch in batches:
+            if first:
+                if not batch.num_rows or batch.column(1)[0].as_py() != _SQLITE_TYPE_ROW["TagName"]:
+                    raise RuntimeError("SQLite returned the UNION ALL branches out of order.")
+                batch, first = batch.slice(1), False
+            yield batch
+
+
+# ADBC's low-level API: its DB-API module imports pyarrow.dataset and with it pandas, which costs
+# ~2 s per task process; these few calls need neither.
+@contextmanager
+def _connect(open_database, target: str):
+    import adbc_driver_manager
+
+    database = open_database(target)
+    try:
+        connection = adbc_driver_manager.AdbcConnection(database)
+        try:
+            yield connection
+        finally:
+            connection.close()
+    finally:
+        database.close()
+
+
+def _execute_update(conn, *, sql: str | None = None, bind_stream=None, options: dict | None = None) -> None:
+    import adbc_driver_manager
+
+    stmt = adbc_driver_manager.AdbcStatement(conn)
+    try:
+        if options:
+            stmt.set_options(**options)
+        if sql is not None:
+            stmt.set_sql_query(sql)
+        if bind_stream is not None:
+            stmt.bind_stream(bind_stream.__arrow_c_stream__())
+        stmt.execute_update()
+    finally:
+        stmt.close()
+
+
+def _execute_query(conn, sql: str, *, bind=None, options: dict | None = None) -> Iterator[pa.RecordBatch]:
+    import adbc_driver_manager
+    import pyarrow as pa
+
+    stmt = adbc_driver_manager.AdbcStatement(conn)
+    try:
+        if options:
+            stmt.set_options(**options)
+        stmt.set_sql_query(sql)
+        if bind is not None:
+            schema_capsule, array_capsule = bind.__arrow_c_array__()
+            stmt.bind(array_capsule, schema_capsule)
+        handle, _ = stmt.execute_query()
+        reader = pa.RecordBatchReader._import_from_c(handle.address)
+        try:
+            yield from reader
+        finally:
+            reader.close()
+    finally:
+        stmt.close()
+
+
+def _sqlite_value(value):
+    return value.strftime(_SQLITE_DATETIME) if isinstance(value, datetime) else value
+
+
+def normalize_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """Cast a driver's batch to ``schema``: timestamps to UTC microseconds (text timestamps of SQLite
+    parsed), integers and floats widened, all-NULL columns typed, driver metadata dropped."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if batch.num_columns != len(schema) or batch.schema.names != schema.names:
+        raise ValueError(
+            f"History batch has columns {batch.schema.names}, expected {schema.names}: the reader's "
+            "query and the schema disagree."
+        )
+    arrays = []
+    for column, field in zip(batch.columns, schema, strict=True):
+        if column.type == field.type:
+            arrays.append(column)
+        elif pa.types.is_null(column.type):
+            arrays.append(pa.nulls(len(column), field.type))
+        elif pa.types.is_timestamp(field.type):
+            if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+                column = pc.cast(column, pa.timestamp(field.type.unit))
+            # Naive columns hold UTC wall time, and a naive-to-UTC cast keeps the wall time. Sub-
+            # microsecond digits (DATETIME2(7)) are truncated, as the DB-API path's datetimes are.
+            arrays.append(column.cast(field.type, safe=False))
+        else:
+            arrays.append(column.cast(field.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
