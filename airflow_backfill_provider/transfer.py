@@ -2,10 +2,11 @@
 
 Two phases keep a chunk all-or-nothing and retry-safe:
 
-1. **read**: stream the source window into a local Arrow IPC file (the spool), batch by batch, so
-   memory is bounded by the batch size. A source failure here (retried as a whole) writes nothing
-   to ClickHouse.
-2. **write**: in ClickHouse, delete what the window holds and insert the spool, then check the count.
+1. **read**: stream the source window into local Arrow IPC files (the spool), batch by batch, so
+   memory is bounded by the batch size; a new file starts every ``spool_rows`` rows. A source
+   failure here (retried as a whole) writes nothing to ClickHouse.
+2. **write**: in ClickHouse, delete what the window holds and insert the spool files (one INSERT
+   each, so the engine's memory is bounded by ``spool_rows``), then check the count.
    A crash half-way leaves the window partial until the retry, which deletes and reloads it: the
    end state depends only on the source.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -21,6 +23,11 @@ from datetime import datetime
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
+
+# Rows per spool file, i.e. per ClickHouse INSERT. The embedded engine's memory during an INSERT
+# grows with the file (~0.15 KB per History row on top of ~120 MB), so this bounds the write phase
+# as the batch size bounds the read phase; larger files make fewer, larger parts (slightly faster).
+DEFAULT_SPOOL_ROWS = 200_000
 
 
 class HistorySource(Protocol):
@@ -35,15 +42,56 @@ class HistoryTarget(Protocol):
 
 def spool_batches(batches: Iterable, path: str, schema) -> int:
     """Write record batches to an Arrow IPC stream file at ``path``; return the row count."""
+    paths, rows = spool_files(batches, os.path.dirname(path) or ".", schema, name=os.path.basename(path))
+    if len(paths) != 1:
+        raise AssertionError("spool_files made several files without a row limit")
+    return rows
+
+
+def spool_files(
+    batches: Iterable, directory: str, schema, *, rows_per_file: int | None = None, name: str = "spool"
+) -> tuple[list[str], int]:
+    """Write record batches to Arrow IPC stream files in ``directory``, starting a new file once one
+    holds ``rows_per_file`` rows (never splitting a batch); return the paths and the row count.
+
+    Always at least one file (possibly empty), so a load of nothing still has a spool to insert.
+    """
     import pyarrow as pa
 
-    rows = 0
-    with pa.OSFile(path, "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+    paths: list[str] = []
+    total = 0
+    sink = writer = None
+    in_file = 0
+
+    def open_next():
+        nonlocal sink, writer, in_file
+        path = os.path.join(
+            directory, f"{name}" if rows_per_file is None else f"{name}-{len(paths):05d}.arrows"
+        )
+        sink = pa.OSFile(path, "wb")
+        writer = pa.ipc.new_stream(sink, schema)
+        paths.append(path)
+        in_file = 0
+
+    def close_current():
+        if writer is not None:
+            writer.close()
+            sink.close()
+
+    try:
+        open_next()
         for batch in batches:
-            if batch.num_rows:
-                writer.write_batch(batch)
-                rows += batch.num_rows
-    return rows
+            if not batch.num_rows:
+                continue
+            if rows_per_file is not None and in_file and in_file + batch.num_rows > rows_per_file:
+                close_current()
+                open_next()
+            writer.write_batch(batch)
+            in_file += batch.num_rows
+            total += batch.num_rows
+    finally:
+        close_current()
+    return paths, total
 
 
 def transfer_chunk(
@@ -57,35 +105,41 @@ def transfer_chunk(
     batch_size: int,
     retry: Callable[[Callable[[], int], str], int],
     spool_dir: str | None = None,
+    spool_rows: int = DEFAULT_SPOOL_ROWS,
     source_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Move ``tags`` × ``[start, end)`` from ``source`` to ``target``; return counts and timings.
 
     :param retry: ``retry(fn, what)`` calls ``fn`` with the source's retry policy; the whole read
         phase is retried, since a stream cannot resume mid-way.
+    :param spool_rows: rows per spool file and ClickHouse INSERT (bounds the write phase's memory).
     """
     from airflow_backfill_provider.schema import arrow_history_schema
 
     schema = arrow_history_schema()
-    fd, path = tempfile.mkstemp(prefix="wonderware-chunk-", suffix=".arrows", dir=spool_dir)
-    os.close(fd)
+    directory = tempfile.mkdtemp(prefix="wonderware-chunk-", dir=spool_dir)
     started = time.monotonic()
+    paths: list[str] = []
     try:
 
         def read() -> int:
+            nonlocal paths
+            for stale in os.listdir(directory):  # a failed attempt's partial files
+                os.unlink(os.path.join(directory, stale))
             batches = source.iter_history_batches(
                 tags, start, end, batch_size=batch_size, **(source_options or {})
             )
-            return spool_batches(batches, path, schema)
+            paths, rows = spool_files(batches, directory, schema, rows_per_file=spool_rows)
+            return rows
 
         rows = retry(read, f"Reading History {start.isoformat()} – {end.isoformat()} ({len(tags)} tags)")
         read_done = time.monotonic()
         written = target.replace_window(
-            table=table, tags=list(tags), start=start, end=end, spool_path=path, expected_rows=rows
+            table=table, tags=list(tags), start=start, end=end, spool_path=paths, expected_rows=rows
         )
         done = time.monotonic()
     finally:
-        os.unlink(path)
+        shutil.rmtree(directory, ignore_errors=True)
     return {
         "rows": rows,
         "replaced_rows": written.get("replaced_rows", 0),

@@ -219,14 +219,15 @@ class ClickHouseHook(_BaseClickHouseHook):
         tags: Sequence[str],
         start: datetime,
         end: datetime,
-        spool_path: str,
+        spool_path: str | Sequence[str],
         expected_rows: int,
     ) -> dict[str, Any]:
         """Make ``table`` hold exactly the spooled rows for ``tags`` × ``[start, end)``.
 
         Deletes whatever the window holds (an earlier run, or an attempt that died half-way), then
-        inserts the spool file (an Arrow IPC stream), then checks the window's count equals
-        ``expected_rows``. Safe to repeat: the end state depends only on the spool.
+        inserts the spool (one or more Arrow IPC stream files, one INSERT each, so memory is bounded
+        by the largest file), then checks the window's count equals ``expected_rows``. Safe to
+        repeat: the end state depends only on the spool.
         """
         params = {"tags": list(tags), "start": start, "end": end}
         qtable = quote_identifier(table)
@@ -242,7 +243,8 @@ class ClickHouseHook(_BaseClickHouseHook):
                     settings={"lightweight_deletes_sync": 2},
                 )
             if expected_rows:
-                self._insert_spool(client, table, spool_path)
+                for path in [spool_path] if isinstance(spool_path, str) else spool_path:
+                    self._insert_spool(client, table, path)
             written = self.count_window(client, table, tags, start, end)
         if written != expected_rows:
             raise ReconciliationError(
@@ -260,7 +262,9 @@ class ClickHouseHook(_BaseClickHouseHook):
                 raise ConfigurationError(f"Spool path {spool_path!r} must not contain quotes or backslashes.")
             client.command(
                 f"INSERT INTO {quote_identifier(table)} ({cols}) "
-                f"SELECT {cols} FROM file('{spool_path}', 'ArrowStream')"
+                f"SELECT {cols} FROM file('{spool_path}', 'ArrowStream')",
+                # pread, not mmap: mapped spool pages would count in the task's RSS.
+                settings={"storage_file_read_method": "pread"},
             )
             return
         import pyarrow as pa
