@@ -21,7 +21,7 @@ DB-API path (pymssql); see docs/performance.md for why.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -124,10 +124,14 @@ def _iter_sqlite(url, historian, tags, start, end, batch_size, inclusive_start, 
     compiled = stmt.compile(dialect=sqlite.dialect(), compile_kwargs={"render_postcompile": True})
     values = [_sqlite_value(compiled.params[name]) for name in compiled.positiontup]
     bind = pa.record_batch([pa.array([v]) for v in values], names=[f"p{i}" for i in range(len(values))])
-    with _connect(adbc_driver_sqlite.connect, path) as conn:
-        batches = _execute_query(
-            conn, compiled.string, bind=bind, options={"adbc.sqlite.query.batch_rows": str(batch_size)}
-        )
+    with (
+        _connect(adbc_driver_sqlite.connect, path) as conn,
+        closing(
+            _execute_query(
+                conn, compiled.string, bind=bind, options={"adbc.sqlite.query.batch_rows": str(batch_size)}
+            )
+        ) as batches,
+    ):
         first = True
         for batch in batches:
             if first:

@@ -1,6 +1,7 @@
 """One chunk from the historian to ClickHouse: spool, then replace the window. No Airflow import.
 
-Two phases keep a chunk all-or-nothing and retry-safe:
+Two phases keep a chunk all-or-nothing and retry-safe (the target's window changes only once the
+whole source window has been read):
 
 1. **read**: stream the source window into local Arrow IPC files (the spool), batch by batch, so
    memory is bounded by the batch size; a new file starts every ``spool_rows`` rows. A source
@@ -9,14 +10,23 @@ Two phases keep a chunk all-or-nothing and retry-safe:
    each, so the engine's memory is bounded by ``spool_rows``), then check the count.
    A crash half-way leaves the window partial until the retry, which deletes and reloads it: the
    end state depends only on the source.
+
+With a target that can stage (``open_stage``/``stage_spool``/``commit_stage``, as
+:class:`~airflow_backfill_provider.hooks.clickhouse.ClickHouseHook` can), the two phases overlap:
+each spool file is inserted into a staging table by a writer thread while the source is still
+being read, and the write phase shrinks to "delete the window, move the staged parts in" (no data
+copied). The target's window still changes only after a complete read; a failed read drops the
+stage.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -49,12 +59,19 @@ def spool_batches(batches: Iterable, path: str, schema) -> int:
 
 
 def spool_files(
-    batches: Iterable, directory: str, schema, *, rows_per_file: int | None = None, name: str = "spool"
+    batches: Iterable,
+    directory: str,
+    schema,
+    *,
+    rows_per_file: int | None = None,
+    name: str = "spool",
+    on_file: Callable[[str, int], None] | None = None,
 ) -> tuple[list[str], int]:
     """Write record batches to Arrow IPC stream files in ``directory``, starting a new file once one
     holds ``rows_per_file`` rows (never splitting a batch); return the paths and the row count.
 
     Always at least one file (possibly empty), so a load of nothing still has a spool to insert.
+    ``on_file(path, rows)`` is called as soon as each file is complete.
     """
     import pyarrow as pa
 
@@ -74,9 +91,11 @@ def spool_files(
         in_file = 0
 
     def close_current():
+        nonlocal writer
         if writer is not None:
             writer.close()
             sink.close()
+            writer = None
 
     try:
         open_next()
@@ -85,13 +104,57 @@ def spool_files(
                 continue
             if rows_per_file is not None and in_file and in_file + batch.num_rows > rows_per_file:
                 close_current()
+                if on_file:
+                    on_file(paths[-1], in_file)
                 open_next()
             writer.write_batch(batch)
             in_file += batch.num_rows
             total += batch.num_rows
+        close_current()
+        if on_file:
+            on_file(paths[-1], in_file)
     finally:
         close_current()
     return paths, total
+
+
+class _StageWriter:
+    """A thread inserting finished spool files into the target's staging table, in order."""
+
+    def __init__(self, target, stage: str) -> None:
+        self.target, self.stage = target, stage
+        self.error: BaseException | None = None
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="stage-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (path := self._queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.target.stage_spool(self.stage, path)
+                except BaseException as err:  # reported to the reading thread
+                    self.error = err
+            os.unlink(path)
+
+    def submit(self, path: str, rows: int) -> None:
+        if self.error is not None:
+            raise self.error  # stop reading: the load has failed already
+        if rows:
+            self._queue.put(path)
+        else:
+            os.unlink(path)
+
+    def finish(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def finish_quietly(self) -> None:
+        self.error = self.error or RuntimeError("read failed")  # skip the files still queued
+        self._queue.put(None)
+        self._thread.join()
 
 
 def transfer_chunk(
@@ -107,43 +170,80 @@ def transfer_chunk(
     spool_dir: str | None = None,
     spool_rows: int = DEFAULT_SPOOL_ROWS,
     source_options: dict[str, Any] | None = None,
+    staged: bool | None = None,
 ) -> dict[str, Any]:
     """Move ``tags`` × ``[start, end)`` from ``source`` to ``target``; return counts and timings.
 
     :param retry: ``retry(fn, what)`` calls ``fn`` with the source's retry policy; the whole read
         phase is retried, since a stream cannot resume mid-way.
     :param spool_rows: rows per spool file and ClickHouse INSERT (bounds the write phase's memory).
+    :param staged: insert into a staging table while reading (default: when the target can).
     """
     from airflow_backfill_provider.schema import arrow_history_schema
 
+    if staged is None:
+        staged = all(hasattr(target, m) for m in ("open_stage", "stage_spool", "commit_stage", "drop_stage"))
     schema = arrow_history_schema()
     directory = tempfile.mkdtemp(prefix="wonderware-chunk-", dir=spool_dir)
+    what = f"Reading History {start.isoformat()} – {end.isoformat()} ({len(tags)} tags)"
     started = time.monotonic()
     paths: list[str] = []
+    stage: str | None = None
     try:
+        if staged:
+            stage = target.open_stage(table, f"{start.isoformat()}|{end.isoformat()}|" + "\x1f".join(tags))
 
         def read() -> int:
-            nonlocal paths
+            nonlocal paths, stage
             for stale in os.listdir(directory):  # a failed attempt's partial files
                 os.unlink(os.path.join(directory, stale))
             batches = source.iter_history_batches(
                 tags, start, end, batch_size=batch_size, **(source_options or {})
             )
-            paths, rows = spool_files(batches, directory, schema, rows_per_file=spool_rows)
+            if not staged:
+                paths, rows = spool_files(batches, directory, schema, rows_per_file=spool_rows)
+                return rows
+            if stage is None:  # a retry: start from an empty stage
+                stage = target.open_stage(
+                    table, f"{start.isoformat()}|{end.isoformat()}|" + "\x1f".join(tags)
+                )
+            writer = _StageWriter(target, stage)
+            try:
+                _, rows = spool_files(
+                    batches, directory, schema, rows_per_file=spool_rows, on_file=writer.submit
+                )
+            except BaseException:
+                writer.finish_quietly()
+                target.drop_stage(stage)
+                stage = None
+                raise
+            writer.finish()
             return rows
 
-        rows = retry(read, f"Reading History {start.isoformat()} – {end.isoformat()} ({len(tags)} tags)")
+        rows = retry(read, what)
         read_done = time.monotonic()
-        written = target.replace_window(
-            table=table, tags=list(tags), start=start, end=end, spool_path=paths, expected_rows=rows
-        )
+        if staged:
+            written = target.commit_stage(
+                table=table, stage=stage, tags=list(tags), start=start, end=end, expected_rows=rows
+            )
+            stage = None
+        else:
+            written = target.replace_window(
+                table=table, tags=list(tags), start=start, end=end, spool_path=paths, expected_rows=rows
+            )
         done = time.monotonic()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+        if stage is not None:
+            try:
+                target.drop_stage(stage)
+            except Exception:  # the original error matters more; the next attempt drops it anyway
+                log.warning("Could not drop the staging table %s", stage, exc_info=True)
     return {
         "rows": rows,
         "replaced_rows": written.get("replaced_rows", 0),
         "seconds": round(done - started, 3),
         "read_seconds": round(read_done - started, 3),
         "write_seconds": round(done - read_done, 3),
+        "staged": staged,
     }
