@@ -1,0 +1,217 @@
+"""The Arrow (ADBC) History reader against the DB-API reader, on real PostgreSQL and SQLite.
+
+Both readers must give the same rows, the same types (the History Arrow schema) and therefore the
+same spool, whatever the backend: hostile tag names are data, NULL Values are kept, the window is
+half-open (and open at the start when asked).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pyarrow as pa
+import pytest
+
+from airflow_backfill_provider.schema import arrow_history_schema
+from airflow_backfill_provider.simulator import HOSTILE_TAG_NAMES, SimulatorConfig, simulate
+from airflow_backfill_provider.transfer import spool_files, transfer_chunk
+
+UTC = timezone.utc
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+MIDNIGHT = T0 + timedelta(days=1)
+CONFIG = SimulatorConfig(
+    start=datetime(2025, 1, 1),
+    end=datetime(2025, 1, 2, 3),
+    tags=12,
+    rate=120,
+    seed=11,
+    boundary_every=timedelta(days=1),
+    hostile_tags=True,
+)
+KEY = [("TagName", "ascending"), ("DateTime", "ascending")]
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def historian(request, tmp_path, monkeypatch):
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'historian.db'}"
+    simulate(url, CONFIG, replace=True)
+    for reader in ("arrow", "dbapi"):
+        monkeypatch.setenv(
+            f"AIRFLOW_CONN_WW_{reader.upper()}",
+            json.dumps({"conn_type": "wonderware", "extra": {"sqlalchemy_url": url, "reader": reader}}),
+        )
+    return url
+
+
+def hooks():
+    from airflow_backfill_provider.hooks.wonderware import WonderwareHook
+
+    arrow, dbapi = WonderwareHook("ww_arrow"), WonderwareHook("ww_dbapi")
+    assert (arrow.reader, dbapi.reader) == ("arrow", "dbapi")
+    return arrow, dbapi
+
+
+def read(hook, tags, start, end, **kw) -> pa.Table:
+    batches = list(hook.iter_history_batches(tags, start, end, **kw))
+    assert all(b.schema.equals(arrow_history_schema(), check_metadata=True) for b in batches)
+    return pa.Table.from_batches(batches, schema=arrow_history_schema())
+
+
+def test_both_readers_give_identical_rows_and_types(historian):
+    arrow, dbapi = hooks()
+    tags = arrow.discover_tags()
+    assert set(HOSTILE_TAG_NAMES) <= set(tags)
+    a = read(arrow, tags, T0, MIDNIGHT, batch_size=500)
+    d = read(dbapi, tags, T0, MIDNIGHT, batch_size=500)
+    assert a.num_rows == d.num_rows == len(tags) * (720 + 1)  # 720 samples a day + the midnight row
+    assert a.sort_by(KEY).equals(d.sort_by(KEY))
+    assert a.column("DateTime").type == pa.timestamp("us", tz="UTC")
+    per_tag = {
+        t: n for t, n in zip(*a.group_by("TagName").aggregate([("TagName", "count")]).columns, strict=True)
+    }
+    assert {str(t): int(n.as_py()) for t, n in per_tag.items()} == {t: 721 for t in tags}
+    nulls = a.filter(a.column("Value").is_null())
+    assert nulls.num_rows > 0 and nulls.column("VValue").null_count < nulls.num_rows  # string tags kept
+
+
+def test_hostile_tag_alone_is_just_a_tag(historian):
+    arrow, dbapi = hooks()
+    hostile = HOSTILE_TAG_NAMES[0]
+    for hook in (arrow, dbapi):
+        table = read(hook, [hostile], T0, MIDNIGHT, batch_size=10_000)
+        assert table.num_rows == 721 and set(table.column("TagName").to_pylist()) == {hostile}
+    # duplicated tags select each row once, as IN (...) does
+    assert read(arrow, [hostile, hostile], T0, MIDNIGHT, batch_size=10_000).num_rows == 721
+
+
+def test_half_open_window_and_exclusive_start(historian):
+    arrow, dbapi = hooks()
+    tags = arrow.discover_tags()
+    for hook in (arrow, dbapi):
+        day = read(hook, tags, T0, MIDNIGHT, batch_size=1000)
+        times = day.column("DateTime").to_pylist()
+        assert min(times) == T0 and max(times) < MIDNIGHT  # the start row in, the end row out
+        after = read(hook, tags, T0, MIDNIGHT, batch_size=1000, inclusive_start=False)
+        assert day.num_rows - after.num_rows == len(tags)  # exactly the rows on T0 left out
+        nxt = read(hook, tags, MIDNIGHT, MIDNIGHT + timedelta(hours=3), batch_size=1000)
+        assert min(nxt.column("DateTime").to_pylist()) == MIDNIGHT  # the boundary row is the next window's
+
+
+def test_batches_are_bounded_and_spools_identical(historian, tmp_path):
+    arrow, dbapi = hooks()
+    tags = arrow.discover_tags()
+    spools = {}
+    for name, hook in (("arrow", arrow), ("dbapi", dbapi)):
+        batches = list(hook.iter_history_batches(tags, T0, MIDNIGHT, batch_size=777))
+        assert batches and all(b.num_rows <= 777 for b in batches)
+        directory = tmp_path / name
+        directory.mkdir()
+        paths, rows = spool_files(iter(batches), str(directory), arrow_history_schema(), rows_per_file=2000)
+        assert len(paths) > 1
+        spools[name] = pa.concat_tables(pa.ipc.open_stream(pa.OSFile(p)).read_all() for p in paths)
+        assert spools[name].num_rows == rows
+    assert spools["arrow"].schema.equals(spools["dbapi"].schema, check_metadata=True)
+    assert spools["arrow"].sort_by(KEY).equals(spools["dbapi"].sort_by(KEY))
+
+
+def test_empty_window_gives_no_rows(historian):
+    arrow, dbapi = hooks()
+    tags = arrow.discover_tags()
+    later = T0 + timedelta(days=30)
+    for hook in (arrow, dbapi):
+        assert read(hook, tags, later, later + timedelta(days=1), batch_size=100).num_rows == 0
+
+
+def clickhouse_rows(ch) -> pa.Table:
+    with ch.session() as client:
+        return client.query_arrow("SELECT * FROM WonderwareHistory ORDER BY TagName, DateTime")
+
+
+@pytest.fixture
+def ch(monkeypatch, chdb_path):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CH_ARROW", json.dumps({"conn_type": "clickhouse", "extra": {"chdb_path": chdb_path}})
+    )
+    from airflow_backfill_provider.hooks.clickhouse import ClickHouseHook
+
+    return ClickHouseHook("ch_arrow")
+
+
+def test_transfer_is_exact_whichever_reader_and_write_path(historian, ch, tmp_path):
+    arrow, dbapi = hooks()
+    tags = arrow.discover_tags()
+    results = {}
+    for hook, staged in ((dbapi, False), (arrow, True), (dbapi, True), (arrow, False)):
+        out = transfer_chunk(
+            hook,
+            ch,
+            table="WonderwareHistory",
+            tags=tags,
+            start=T0,
+            end=MIDNIGHT,
+            batch_size=500,
+            spool_rows=1500,
+            retry=hook._call,
+            spool_dir=str(tmp_path),
+        )
+        assert out["staged"] is staged or staged is False  # the hook stages unless told otherwise
+        results[(hook.reader, staged)] = clickhouse_rows(ch)
+    first = results[("dbapi", False)]
+    assert first.num_rows == len(tags) * 721
+    assert all(t.equals(first) for t in results.values())  # re-runs replace, never duplicate
+
+
+def test_staged_transfer_leaves_target_untouched_when_the_read_fails(historian, ch, tmp_path):
+    from airflow_backfill_provider.exceptions import SourceUnavailableError
+
+    arrow, _ = hooks()
+    tags = arrow.discover_tags()
+    transfer_chunk(
+        arrow,
+        ch,
+        table="WonderwareHistory",
+        tags=tags,
+        start=T0,
+        end=MIDNIGHT,
+        batch_size=500,
+        retry=arrow._call,
+        spool_dir=str(tmp_path),
+    )
+    before = clickhouse_rows(ch)
+
+    class FailingMidStream:
+        def iter_history_batches(self, *args, **kw):
+            for i, batch in enumerate(arrow.iter_history_batches(*args, **kw)):
+                if i == 3:
+                    raise ConnectionError("injected: connection lost mid-stream")
+                yield batch
+
+    def retry_once(fn, what):
+        try:
+            return fn()
+        except ConnectionError as err:
+            raise SourceUnavailableError(f"{what} failed: {err}") from err
+
+    with pytest.raises(SourceUnavailableError):
+        transfer_chunk(
+            FailingMidStream(),
+            ch,
+            table="WonderwareHistory",
+            tags=tags,
+            start=T0,
+            end=MIDNIGHT,
+            batch_size=500,
+            spool_rows=600,
+            retry=retry_once,
+            spool_dir=str(tmp_path),
+            staged=True,
+        )
+    assert clickhouse_rows(ch).equals(before)  # the window was never touched
+    with ch.session() as client:
+        leftovers = client.command("SELECT count() FROM system.tables WHERE name LIKE '_abp_stage_%'")
+    assert int(leftovers) == 0
+    assert list(tmp_path.glob("wonderware-chunk-*")) == []
