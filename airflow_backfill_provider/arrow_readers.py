@@ -62,15 +62,27 @@ def iter_arrow_batches(
     *,
     batch_size: int,
     inclusive_start: bool = True,
+    streams: int = 1,
     **options: Any,
 ) -> Iterator[pa.RecordBatch]:
-    """History rows of ``tags`` in the window as normalised Arrow batches of at most ``batch_size`` rows."""
+    """History rows of ``tags`` in the window as normalised Arrow batches of at most ``batch_size`` rows.
+
+    :param streams: PostgreSQL only: read the tags in this many groups at once, each on its own
+        connection and thread (decoding runs outside the GIL, so the groups use separate cores).
+        Rows are the same; their order is not.
+    """
     from airflow_backfill_provider.schema import arrow_history_schema
 
     schema = arrow_history_schema()
     backend = url.get_backend_name()
     if backend == "postgresql":
-        raw = _iter_postgresql(url, historian, tags, start, end, batch_size, inclusive_start, options)
+        unique = list(dict.fromkeys(tags))
+        groups = [unique[i :: max(1, streams)] for i in range(min(max(1, streams), len(unique)))]
+        sources = [
+            _iter_postgresql(url, historian, g, start, end, batch_size, inclusive_start, options)
+            for g in groups
+        ]
+        raw = sources[0] if len(sources) == 1 else _interleave(sources, depth=2)
     elif backend == "sqlite":
         raw = _iter_sqlite(url, historian, tags, start, end, batch_size, inclusive_start, options)
     else:
@@ -78,6 +90,63 @@ def iter_arrow_batches(
     for batch in raw:
         for offset in range(0, batch.num_rows, batch_size):  # zero-copy slices: memory per batch
             yield normalize_batch(batch.slice(offset, batch_size), schema)
+
+
+def _interleave(sources: list[Iterator], depth: int) -> Iterator:
+    """Run each iterator in its own thread; yield their items as they come. At most ``depth`` items
+    per source wait in the queue (memory stays bounded); the first error stops everything."""
+    import queue
+    import threading
+
+    items: queue.Queue = queue.Queue(maxsize=depth * len(sources))
+    stop = threading.Event()
+    done = object()
+
+    def pump(source: Iterator) -> None:
+        try:
+            for item in source:
+                while not stop.is_set():
+                    try:
+                        items.put((None, item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    break
+        except BaseException as err:  # handed to the consumer
+            items.put((err, None))
+            return
+        finally:
+            close = getattr(source, "close", None)
+            if close:
+                close()
+        items.put((None, done))
+
+    threads = [
+        threading.Thread(target=pump, args=(s,), name=f"arrow-stream-{i}", daemon=True)
+        for i, s in enumerate(sources)
+    ]
+    for t in threads:
+        t.start()
+    finished = 0
+    try:
+        while finished < len(sources):
+            err, item = items.get()
+            if err is not None:
+                raise err
+            if item is done:
+                finished += 1
+            else:
+                yield item
+    finally:
+        stop.set()
+        while any(t.is_alive() for t in threads):  # unblock producers waiting on a full queue
+            try:
+                items.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        for t in threads:
+            t.join()
 
 
 def _iter_postgresql(url, historian, tags, start, end, batch_size, inclusive_start, options):

@@ -24,6 +24,10 @@ DEFAULT_BATCH_SIZE = 50_000
 # "dbapi" (SQLAlchemy over the DB-API driver, rows turned into columns in Python; pymssql on SQL
 # Server), or "auto": Arrow where an Arrow reader for the backend is installed, else DB-API.
 READERS = ("auto", "arrow", "dbapi")
+# Connections the Arrow reader opens per chunk on PostgreSQL, each reading a share of the tags: the
+# driver decodes outside the GIL, so streams can use several cores, at ~+40 MB and one more source
+# backend each; measured on 2 cores it did not pay (see docs/performance.md).
+DEFAULT_ARROW_STREAMS = 1
 # pymssql connect() options that may come from the connection's extra, forwarded in the URL query.
 _PYMSSQL_OPTIONS = ("tds_version", "charset", "login_timeout", "timeout", "appname", "conn_properties")
 # Messages of errors that retrying cannot fix, although some drivers raise them as OperationalError.
@@ -202,6 +206,19 @@ class WonderwareHook(MsSqlHook):
         requested = self._reader if self._reader is not None else self.connection.extra_dejson.get("reader")
         return resolve_reader(requested, self._url().get_backend_name())
 
+    @property
+    def arrow_streams(self) -> int:
+        """Parallel source connections of the Arrow reader on PostgreSQL (connection extra
+        ``arrow_streams``, default :data:`DEFAULT_ARROW_STREAMS`)."""
+        value = self.connection.extra_dejson.get("arrow_streams", DEFAULT_ARROW_STREAMS)
+        try:
+            streams = int(value)
+        except (TypeError, ValueError):
+            streams = 0
+        if streams < 1:
+            raise ConfigurationError(f"arrow_streams must be a positive integer, got {value!r}.")
+        return streams
+
     def _url(self) -> URL:
         from sqlalchemy.engine import make_url
 
@@ -302,7 +319,14 @@ class WonderwareHook(MsSqlHook):
             from airflow_backfill_provider.arrow_readers import iter_arrow_batches
 
             yield from iter_arrow_batches(
-                self._url(), self.historian, tags, start, end, batch_size=batch_size, **options
+                self._url(),
+                self.historian,
+                tags,
+                start,
+                end,
+                batch_size=batch_size,
+                streams=self.arrow_streams,
+                **options,
             )
         else:
             stmt = self.historian.history_query(tags, start, end, **options)

@@ -215,3 +215,33 @@ def test_staged_transfer_leaves_target_untouched_when_the_read_fails(historian, 
         leftovers = client.command("SELECT count() FROM system.tables WHERE name LIKE '_abp_stage_%'")
     assert int(leftovers) == 0
     assert list(tmp_path.glob("wonderware-chunk-*")) == []
+
+
+def test_parallel_streams_read_the_same_rows(postgres_url, monkeypatch):
+    from airflow_backfill_provider.hooks.wonderware import WonderwareHook
+
+    simulate(postgres_url, CONFIG, replace=True)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WW_STREAMS",
+        json.dumps(
+            {"conn_type": "wonderware", "extra": {"sqlalchemy_url": postgres_url, "arrow_streams": 3}}
+        ),
+    )
+    hook = WonderwareHook("ww_streams")
+    assert hook.arrow_streams == 3
+    tags = hook.discover_tags()
+    parallel = read(hook, tags, T0, MIDNIGHT, batch_size=400)
+    single = read(hook, tags[:1], T0, MIDNIGHT, batch_size=400)  # fewer tags than streams
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WW_STREAMS",
+        json.dumps(
+            {"conn_type": "wonderware", "extra": {"sqlalchemy_url": postgres_url, "arrow_streams": 1}}
+        ),
+    )
+    one = WonderwareHook("ww_streams")
+    assert parallel.sort_by(KEY).equals(read(one, tags, T0, MIDNIGHT, batch_size=400).sort_by(KEY))
+    assert single.num_rows == 721
+    # a consumer that stops early leaves no thread or connection behind
+    stream = hook.iter_history_batches(tags, T0, MIDNIGHT, batch_size=100)
+    next(stream)
+    stream.close()
