@@ -39,24 +39,21 @@ def historian(request, tmp_path, monkeypatch):
 
 
 def raw_counts(url, start, end, *, exclusive_start=False, by_hour=False):
-    """Counted straight with SQL, not through the hook."""
+    """Counted in Python over every History row read with plain SQL: independent of the hook's
+    query, and of how each database compares a bound instant with its stored DateTime."""
     engine = sa.create_engine(url)
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.select(sa.text('"TagName"'), sa.text('"DateTime"'))
-            .select_from(sa.table("History"))
-            .where(
-                sa.text('"DateTime" > :s' if exclusive_start else '"DateTime" >= :s'),
-                sa.text('"DateTime" < :e'),
-                sa.text("\"TagName\" NOT LIKE 'Sys%'"),
-            ),
-            {"s": start.replace(tzinfo=None), "e": end.replace(tzinfo=None)},
+            sa.text('SELECT "TagName", "DateTime" FROM "History" WHERE "TagName" NOT LIKE \'Sys%\'')
         ).all()
     engine.dispose()
+    lo, hi = start.replace(tzinfo=None), end.replace(tzinfo=None)
     counts: dict = {}
     for tag, ts in rows:
-        if isinstance(ts, str):
+        if isinstance(ts, str):  # SQLite keeps DateTime as text
             ts = datetime.fromisoformat(ts)
+        if not ((lo < ts) if exclusive_start else (lo <= ts)) or not ts < hi:
+            continue
         key = (tag, ts.strftime("%Y-%m-%d %H:00:00")) if by_hour else tag
         counts[key] = counts.get(key, 0) + 1
     return counts
