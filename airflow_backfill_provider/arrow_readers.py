@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 ARROW_DRIVERS = {"postgresql": "adbc_driver_postgresql", "sqlite": "adbc_driver_sqlite"}
 # PostgreSQL's batches are sized in bytes; a History row of 33 columns is ~320 bytes on the wire.
 _PG_BYTES_PER_ROW = 320
+# Session work_mem of the reading connection (see _iter_postgresql).
+_PG_WORK_MEM = "64MB"
 # SQLAlchemy's DateTime on SQLite is text in this format; bound values must match it to compare.
 _SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
 # One value of the right SQLite storage class per History column (see _iter_sqlite).
@@ -171,6 +173,9 @@ def _iter_postgresql(url, historian, tags, start, end, batch_size, inclusive_sta
         # Real statistics of the tiny params table let the planner pick the (TagName, DateTime)
         # index per tag on a large History instead of a guess-driven plan.
         _execute_update(conn, sql=f"ANALYZE {params.name}")
+        # The window's bitmap index scan goes lossy at the default 4 MB past ~1M rows, and
+        # rechecking every row of the lossy pages doubled the read time of a 5M-row chunk.
+        _execute_update(conn, sql=f"SET work_mem = '{_PG_WORK_MEM}'")
         yield from _execute_query(
             conn, sql, options={"adbc.postgresql.batch_size_hint_bytes": str(batch_size * _PG_BYTES_PER_ROW)}
         )

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 # grows with the file (~0.15 KB per History row on top of ~120 MB), so this bounds the write phase
 # as the batch size bounds the read phase; larger files make fewer, larger parts (slightly faster).
 DEFAULT_SPOOL_ROWS = 200_000
+# How long a staged load keeps one target session across spool files before handing it back.
+STAGE_SESSION_HOLD_SECONDS = 20.0
 
 
 class HistorySource(Protocol):
@@ -119,23 +121,49 @@ def spool_files(
 
 
 class _StageWriter:
-    """A thread inserting finished spool files into the target's staging table, in order."""
+    """A thread inserting finished spool files into the target's staging table, in order.
 
-    def __init__(self, target, stage: str) -> None:
-        self.target, self.stage = target, stage
+    It keeps one target session across files (a session per file costs memory that adds up over a
+    large chunk in embedded mode) but hands it back after ``hold_seconds``, so in embedded mode,
+    where a session holds the data directory's lock, other tasks' writes wait at most that long.
+    """
+
+    def __init__(self, target, stage: str, hold_seconds: float = STAGE_SESSION_HOLD_SECONDS) -> None:
+        self.target, self.stage, self.hold_seconds = target, stage, hold_seconds
         self.error: BaseException | None = None
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="stage-writer", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while (path := self._queue.get()) is not None:
-            if self.error is None:
+        session = client = None
+        opened = 0.0
+        try:
+            while True:
                 try:
-                    self.target.stage_spool(self.stage, path)
-                except BaseException as err:  # reported to the reading thread
-                    self.error = err
-            os.unlink(path)
+                    path = self._queue.get(timeout=self.hold_seconds if session else None)
+                except queue.Empty:  # idle while holding the session: hand it back
+                    session.__exit__(None, None, None)
+                    session = client = None
+                    continue
+                if path is None:
+                    break
+                if self.error is None:
+                    try:
+                        if session is None:
+                            session = self.target.session()
+                            client = session.__enter__()
+                            opened = time.monotonic()
+                        self.target.stage_spool(self.stage, path, client=client)
+                    except BaseException as err:  # reported to the reading thread
+                        self.error = err
+                os.unlink(path)
+                if session is not None and time.monotonic() - opened > self.hold_seconds:
+                    session.__exit__(None, None, None)
+                    session = client = None
+        finally:
+            if session is not None:
+                session.__exit__(None, None, None)
 
     def submit(self, path: str, rows: int) -> None:
         if self.error is not None:
@@ -182,7 +210,9 @@ def transfer_chunk(
     from airflow_backfill_provider.schema import arrow_history_schema
 
     if staged is None:
-        staged = all(hasattr(target, m) for m in ("open_stage", "stage_spool", "commit_stage", "drop_stage"))
+        staged = all(
+            hasattr(target, m) for m in ("session", "open_stage", "stage_spool", "commit_stage", "drop_stage")
+        )
     schema = arrow_history_schema()
     directory = tempfile.mkdtemp(prefix="wonderware-chunk-", dir=spool_dir)
     what = f"Reading History {start.isoformat()} – {end.isoformat()} ({len(tags)} tags)"

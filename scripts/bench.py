@@ -598,9 +598,14 @@ def memory_check(base: str, args, results: dict, small: dict) -> dict:
     """ours on a larger data set: is the added memory flat?"""
     say(f"Memory check: generating {args.memory_rows:,} rows …")
     large = make_dataset(base, "bench_large", args.memory_rows, args.tags)
+    # One chunk holding the whole window, as in the main run: the question is whether a chunk five
+    # times larger needs more memory (it must not: memory is bounded by batch and spool sizes).
+    one_chunk = argparse.Namespace(
+        **{**vars(args), "chunk_window": f"{(large['end'] - large['start']).days + 1}d"}
+    )
     runs = []
     for i in range(args.repeat):
-        runs.append(run_in_process("ours", large, args, i))
+        runs.append(run_in_process("ours", large, one_chunk, i))
         say(
             f"  ours @ {args.memory_rows:,} run {i + 1}/{args.repeat}: {runs[-1]['rows_per_second']:,} rows/s, "
             f"+{runs[-1]['added_mb']} MB"

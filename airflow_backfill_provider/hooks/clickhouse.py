@@ -280,10 +280,14 @@ class ClickHouseHook(_BaseClickHouseHook):
                 self.log.debug("Could not stop merges on %s: %s", stage, err)
         return stage
 
-    def stage_spool(self, stage: str, spool_path: str) -> None:
-        """Insert one spool file into the staging table (the target is not touched)."""
-        with self.session() as client:
+    def stage_spool(self, stage: str, spool_path: str, client: Client | None = None) -> None:
+        """Insert one spool file into the staging table (the target is not touched), through
+        ``client`` (from :meth:`session`) or a session of its own."""
+        if client is not None:
             self._insert_spool(client, stage, spool_path)
+            return
+        with self.session() as own:
+            self._insert_spool(own, stage, spool_path)
 
     def drop_stage(self, stage: str) -> None:
         with self.session() as client:
