@@ -29,11 +29,14 @@ setup(
         "chdb>=3.0",
         "SQLAlchemy>=2.0",
         "pyarrow>=15",
+        "numpy>=1.24",  # the historian simulator
         "pendulum>=3.0",
         "temporalio>=1.9",
     ],
     extras_require={
+        # Arrow readers of History (reader "auto" uses them when installed, else DB-API)
         "postgres": ["psycopg[binary]>=3.1", "adbc-driver-postgresql>=1.0"],
+        "sqlite": ["adbc-driver-sqlite>=1.0"],
         "redis": ["apache-airflow-providers-redis>=4.0", "redis>=5"],
         "kubernetes": ["apache-airflow-providers-cncf-kubernetes>=10.0"],
     },
