@@ -151,7 +151,8 @@ class _StageWriter:
                 if self.error is None:
                     try:
                         if session is None:
-                            session = self.target.session()
+                            open_session = getattr(self.target, "stage_session", None)
+                            session = open_session(self.stage) if open_session else self.target.session()
                             client = session.__enter__()
                             opened = time.monotonic()
                         self.target.stage_spool(self.stage, path, client=client)

@@ -272,13 +272,22 @@ class ClickHouseHook(_BaseClickHouseHook):
             self.ensure_history_table(client, table)
             client.command(f"DROP TABLE IF EXISTS {quote_identifier(stage)} SYNC")
             client.command(f"CREATE TABLE {quote_identifier(stage)} AS {quote_identifier(table)}")
+        return stage
+
+    @contextmanager
+    def stage_session(self, stage: str) -> Iterator[Client]:
+        """:meth:`session` for loading ``stage``: with the stage's background merges stopped.
+
+        Merging staged parts is wasted work (they move into the target as they are); in embedded
+        mode it also ran in the task's process, costing a 5M-row chunk ~25% of its time and ~100 MB.
+        The stop does not outlive the embedded engine's session, hence once per session.
+        """
+        with self.session() as client:
             try:
-                # Merging the staged parts is wasted work (they move into the target as they are)
-                # and, in embedded mode, ~100 MB of the task's memory.
                 client.command(f"SYSTEM STOP MERGES {quote_identifier(stage)}")
             except Exception as err:  # a user without the SYSTEM privilege: merges just run
                 self.log.debug("Could not stop merges on %s: %s", stage, err)
-        return stage
+            yield client
 
     def stage_spool(self, stage: str, spool_path: str, client: Client | None = None) -> None:
         """Insert one spool file into the staging table (the target is not touched), through
