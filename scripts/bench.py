@@ -185,7 +185,7 @@ def case_ours(args, tags, start, end, target, _prepared) -> int:
             start=to_utc(chunk.window_start),
             end=to_utc(chunk.window_end),
             batch_size=args.batch_size,
-            retry=source._call,
+            retry=source.call_with_retry,
             spool_dir=args.workdir,
             spool_rows=args.spool_rows,
         )

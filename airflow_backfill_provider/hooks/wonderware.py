@@ -264,7 +264,8 @@ class WonderwareHook(MsSqlHook):
             return False, f"{type(err).__name__}: {str(err).splitlines()[0]}"
         return True, f"Connected; TagRef holds {n} tags."
 
-    def _call(self, fn, what: str):
+    def call_with_retry(self, fn, what: str):
+        """Call ``fn`` under this hook's retry policy and circuit breaker (transient errors only)."""
         return call_with_retry(
             fn,
             is_transient=is_transient_source_error,
@@ -290,7 +291,7 @@ class WonderwareHook(MsSqlHook):
             with self.get_sqlalchemy_engine().connect() as conn:
                 return [row[0] for row in conn.execute(stmt)]
 
-        return select_tags(self._call(run, "Tag discovery"), include, exclude)
+        return select_tags(self.call_with_retry(run, "Tag discovery"), include, exclude)
 
     # -- history --------------------------------------------------------------------------------
 
@@ -350,4 +351,4 @@ class WonderwareHook(MsSqlHook):
                 return {(r[0], str(r[1])): int(r[2]) for r in rows}
             return {r[0]: int(r[1]) for r in rows}
 
-        return self._call(run, "History row count")
+        return self.call_with_retry(run, "History row count")

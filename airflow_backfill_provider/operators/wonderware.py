@@ -122,7 +122,7 @@ class WonderwareToClickHouseOperator(BaseOperator):
             start=start,
             end=end,
             batch_size=self.batch_size,
-            retry=source._call,
+            retry=source.call_with_retry,
             spool_dir=self.spool_dir,
             source_options=options,
         )

@@ -155,7 +155,7 @@ def test_transfer_is_exact_whichever_reader_and_write_path(historian, ch, tmp_pa
             end=MIDNIGHT,
             batch_size=500,
             spool_rows=1500,
-            retry=hook._call,
+            retry=hook.call_with_retry,
             spool_dir=str(tmp_path),
         )
         assert out["staged"] is staged or staged is False  # the hook stages unless told otherwise
@@ -178,7 +178,7 @@ def test_staged_transfer_leaves_target_untouched_when_the_read_fails(historian, 
         start=T0,
         end=MIDNIGHT,
         batch_size=500,
-        retry=arrow._call,
+        retry=arrow.call_with_retry,
         spool_dir=str(tmp_path),
     )
     before = clickhouse_rows(ch)
