@@ -230,27 +230,44 @@ class ClickHouseHook(_BaseClickHouseHook):
         by the largest file), then checks the window's count equals ``expected_rows``. Safe to
         repeat: the end state depends only on the spool.
         """
-        params = {"tags": list(tags), "start": start, "end": end}
-        qtable = quote_identifier(table)
         with self.session() as client:
             self.ensure_history_table(client, table)
-            existing = self.count_window(client, table, tags, start, end)
-            if existing:
-                # Lightweight delete: rows are masked at once for every later query (plain count()
-                # included); the mutation that drops them physically runs in the background.
-                client.command(
-                    f"DELETE FROM {qtable} WHERE {_WINDOW_WHERE}",
-                    parameters=params,
-                    settings={"lightweight_deletes_sync": 2},
-                )
+            existing = self._clear_window(client, table, tags, start, end)
             if expected_rows:
                 for path in [spool_path] if isinstance(spool_path, str) else spool_path:
                     self._insert_spool(client, table, path)
             written = self.count_window(client, table, tags, start, end)
-        if written != expected_rows:
+        return self._verified(table, tags, start, end, existing, written, expected_rows)
+
+    def _clear_window(
+        self, client: Client, table: str, tags: Sequence[str], start: datetime, end: datetime
+    ) -> int:
+        """Delete what ``table`` holds for ``tags`` × ``[start, end)``; return how many rows that was."""
+        existing = self.count_window(client, table, tags, start, end)
+        if existing:
+            # Lightweight delete: rows are masked at once for every later query (plain count()
+            # included); the mutation that drops them physically runs in the background.
+            client.command(
+                f"DELETE FROM {quote_identifier(table)} WHERE {_WINDOW_WHERE}",
+                parameters={"tags": list(tags), "start": start, "end": end},
+                settings={"lightweight_deletes_sync": 2},
+            )
+        return existing
+
+    @staticmethod
+    def _verified(
+        table: str,
+        tags: Sequence[str],
+        start: datetime,
+        end: datetime,
+        existing: int,
+        written: int,
+        expected: int,
+    ) -> dict[str, Any]:
+        if written != expected:
             raise ReconciliationError(
                 f"{table}: the window {start.isoformat()} – {end.isoformat()} holds {written} rows for "
-                f"{len(tags)} tags after the load, but the source gave {expected_rows}. Re-run the task; "
+                f"{len(tags)} tags after the load, but the source gave {expected}. Re-run the task; "
                 "if it persists, a concurrent writer is touching the same window."
             )
         return {"replaced_rows": existing, "written_rows": written}
@@ -318,7 +335,6 @@ class ClickHouseHook(_BaseClickHouseHook):
         stage's parts into ``table`` (``ATTACH PARTITION ... FROM``: hard links, no data copied),
         checks the window's count and drops the stage. Safe to repeat, like :meth:`replace_window`.
         """
-        params = {"tags": list(tags), "start": start, "end": end}
         qtable, qstage = quote_identifier(table), quote_identifier(stage)
         with self.session() as client:
             staged = int(client.command(f"SELECT count() FROM {qstage}"))
@@ -326,13 +342,7 @@ class ClickHouseHook(_BaseClickHouseHook):
                 raise ReconciliationError(
                     f"{stage}: {staged} rows staged, but the source gave {expected_rows}. Re-run the task."
                 )
-            existing = self.count_window(client, table, tags, start, end)
-            if existing:
-                client.command(
-                    f"DELETE FROM {qtable} WHERE {_WINDOW_WHERE}",
-                    parameters=params,
-                    settings={"lightweight_deletes_sync": 2},
-                )
+            existing = self._clear_window(client, table, tags, start, end)
             db, _, name = stage.rpartition(".")
             partitions = client.query(
                 "SELECT DISTINCT partition_id FROM system.parts WHERE active AND database = "
@@ -346,13 +356,7 @@ class ClickHouseHook(_BaseClickHouseHook):
                 client.command(f"ALTER TABLE {qtable} ATTACH PARTITION ID '{partition_id}' FROM {qstage}")
             written = self.count_window(client, table, tags, start, end)
             client.command(f"DROP TABLE IF EXISTS {qstage} SYNC")
-        if written != expected_rows:
-            raise ReconciliationError(
-                f"{table}: the window {start.isoformat()} – {end.isoformat()} holds {written} rows for "
-                f"{len(tags)} tags after the load, but the source gave {expected_rows}. Re-run the task; "
-                "if it persists, a concurrent writer is touching the same window."
-            )
-        return {"replaced_rows": existing, "written_rows": written}
+        return self._verified(table, tags, start, end, existing, written, expected_rows)
 
     def _insert_spool(self, client: Client, table: str, spool_path: str) -> None:
         cols = ", ".join(f"`{c}`" for c in HISTORY_COLUMN_NAMES)
