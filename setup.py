@@ -35,7 +35,7 @@ setup(
     ],
     extras_require={
         # Arrow readers of History (reader "auto" uses them when installed, else DB-API)
-        "postgres": ["psycopg[binary]>=3.1", "adbc-driver-postgresql>=1.0"],
+        "postgres": ["psycopg[binary]>=3.1"],
         "sqlite": ["adbc-driver-sqlite>=1.0"],
         "redis": ["apache-airflow-providers-redis>=4.0", "redis>=5"],
         "kubernetes": ["apache-airflow-providers-cncf-kubernetes>=10.0"],

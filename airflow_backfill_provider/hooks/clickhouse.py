@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 DEFAULT_LOCK_TIMEOUT = 600.0
 # Rows per insert_arrow request when streaming a spool file to a ClickHouse server.
 SERVER_INSERT_ROWS = 500_000
+# A part size no chunk reaches: staged parts are always compact (see ClickHouseHook.open_stage).
+_NEVER_WIDE = 2**62
 
 _WINDOW_WHERE = (
     "TagName IN {tags:Array(String)} "
@@ -283,12 +285,23 @@ class ClickHouseHook(_BaseClickHouseHook):
         return f"{db + '.' if db else ''}_abp_stage_{name}_{digest}"
 
     def open_stage(self, table: str, key: str) -> str:
-        """Create an empty staging table shaped like ``table`` (dropping an attempt's leftovers)."""
+        """Create an empty staging table shaped like ``table`` (dropping an attempt's leftovers).
+
+        Its parts are *compact* (one data file per part instead of two per column and NULL map):
+        creating ~130 files per part cost a 1M-row chunk ~0.6 s of filesystem work, and the memory
+        of a wide part's writer grew with the parts of a chunk. The parts keep that format in the
+        target until its merges rewrite them.
+        """
         stage = self.stage_name(table, key)
+        qstage = quote_identifier(stage)
         with self.session() as client:
             self.ensure_history_table(client, table)
-            client.command(f"DROP TABLE IF EXISTS {quote_identifier(stage)} SYNC")
-            client.command(f"CREATE TABLE {quote_identifier(stage)} AS {quote_identifier(table)}")
+            client.command(f"DROP TABLE IF EXISTS {qstage} SYNC")
+            client.command(f"CREATE TABLE {qstage} AS {quote_identifier(table)}")
+            client.command(
+                f"ALTER TABLE {qstage} MODIFY SETTING "
+                f"min_bytes_for_wide_part = {_NEVER_WIDE}, min_rows_for_wide_part = {_NEVER_WIDE}"
+            )
         return stage
 
     @contextmanager

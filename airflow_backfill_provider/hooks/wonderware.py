@@ -20,13 +20,14 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Engine
 
 DEFAULT_BATCH_SIZE = 50_000
-# How History rows are read (connection extra ``reader``): "arrow" (ADBC, columnar from the driver),
-# "dbapi" (SQLAlchemy over the DB-API driver, rows turned into columns in Python; pymssql on SQL
-# Server), or "auto": Arrow where an Arrow reader for the backend is installed, else DB-API.
+# How History rows are read (connection extra ``reader``): "arrow" (columns built outside Python:
+# PostgreSQL's COPY as CSV parsed by pyarrow, SQLite through ADBC), "dbapi" (SQLAlchemy over the
+# DB-API driver, rows turned into columns in Python; pymssql on SQL Server), or "auto": Arrow where
+# an Arrow reader for the backend is installed, else DB-API.
 READERS = ("auto", "arrow", "dbapi")
 # Connections the Arrow reader opens per chunk on PostgreSQL, each reading a share of the tags: the
-# driver decodes outside the GIL, so streams can use several cores, at ~+40 MB and one more source
-# backend each; measured on 2 cores it did not pay (see docs/performance.md).
+# CSV is parsed outside the GIL, so streams can use several cores, at a few MB and one more source
+# backend each; on 2 cores, where PostgreSQL needs one of them, it does not pay.
 DEFAULT_ARROW_STREAMS = 1
 # pymssql connect() options that may come from the connection's extra, forwarded in the URL query.
 _PYMSSQL_OPTIONS = ("tds_version", "charset", "login_timeout", "timeout", "appname", "conn_properties")

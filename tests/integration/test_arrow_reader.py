@@ -245,3 +245,103 @@ def test_parallel_streams_read_the_same_rows(postgres_url, monkeypatch):
     stream = hook.iter_history_batches(tags, T0, MIDNIGHT, batch_size=100)
     next(stream)
     stream.close()
+
+
+# Values that a text round trip (PostgreSQL's CSV, SQLite's text timestamps) could bend: quoting,
+# separators, line breaks, backslashes, the words NULL and \N, empty string vs NULL, padding,
+# non-ASCII, control characters; floats that need all 17 digits, signed zero, NaN and infinities,
+# subnormals; microsecond timestamps; extreme 64-bit integers.
+HOSTILE_VALUES = [
+    ("", 0.1 + 0.2, 0),
+    (None, 1 / 3, -(2**63)),
+    ("a,b;\"quoted\" 'single'", float("nan"), 2**63 - 1),
+    ("line1\nline2\r\nline3\rend", float("inf"), 1),
+    ("tab\there", float("-inf"), -1),
+    ("back\\slash \\N \\\\", -0.0, 7),
+    ("\\N", 5e-324, 8),
+    ("NULL", 1.7976931348623157e308, 9),
+    ("  padded  ", -2.2250738585072014e-308, 10),
+    ("Ünïcödé °C 漢字 🙂", 123456789.123456789, 11),
+    ("\x01\x02\x1f ctrl", 1e-7, 12),
+]
+
+
+def _insert_hostile_rows(url: str, tag: str, start: datetime) -> list[tuple]:
+    """Add one row per HOSTILE_VALUES entry for ``tag``, a microsecond apart; return (DateTime,
+    VValue, Value, Quality) as inserted."""
+    import sqlalchemy as sa
+
+    from airflow_backfill_provider.historian import history_tables
+
+    _, history = history_tables(sa.MetaData())
+    rows = []
+    for i, (text, value, quality) in enumerate(HOSTILE_VALUES):
+        at = start.replace(tzinfo=None) + timedelta(seconds=i, microseconds=123457 + i)
+        rows.append(
+            {
+                "DateTime": at,
+                "TagName": tag,
+                "Value": value,
+                "VValue": text,
+                "Quality": quality,
+                "wwRetrievalMode": "Delta",
+                "wwVersion": "Latest",
+                "wwTimeZone": "UTC",
+                "wwUnit": text,
+            }
+        )
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(history.insert(), rows)
+    engine.dispose()
+    return [(r["DateTime"].replace(tzinfo=UTC), r["VValue"], r["Value"], r["Quality"]) for r in rows]
+
+
+def _same(a, b) -> bool:
+    """Equal values, NaN equal to NaN and -0.0 told apart from 0.0 (== alone would do neither)."""
+    import math
+
+    if isinstance(a, float) and isinstance(b, float):
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) and math.isnan(b)
+        return a == b and math.copysign(1, a) == math.copysign(1, b)
+    return a == b
+
+
+def test_hostile_values_survive_every_reader_and_the_load(historian, ch, tmp_path):
+    arrow, dbapi = hooks()
+    tag = "Hostile.Values"
+    start = T0 + timedelta(hours=5)
+    expected = _insert_hostile_rows(historian, tag, start)
+    if historian.startswith("sqlite"):  # what SQLite itself stores: NaN as NULL, -0.0 as 0.0
+        expected = [(t, s, None if v != v else v + 0.0, q) for t, s, v, q in expected]
+    end = start + timedelta(minutes=1)
+    for hook in (arrow, dbapi):
+        got = read(hook, [tag], start, end, batch_size=4).sort_by([("DateTime", "ascending")])
+        rows = list(
+            zip(*(got.column(c).to_pylist() for c in ("DateTime", "VValue", "Value", "Quality")), strict=True)
+        )
+        assert len(rows) == len(expected), hook.reader
+        for have, want in zip(rows, expected, strict=True):
+            assert all(_same(x, y) for x, y in zip(have, want, strict=True)), (hook.reader, have, want)
+        assert got.column("wwUnit").to_pylist() == [v[0] for v in HOSTILE_VALUES]
+    transfer_chunk(
+        arrow,
+        ch,
+        table="WonderwareHistory",
+        tags=[tag],
+        start=start,
+        end=end,
+        batch_size=3,
+        spool_rows=5,
+        retry=arrow.call_with_retry,
+        spool_dir=str(tmp_path),
+    )
+    with ch.session() as client:
+        loaded = client.query(
+            "SELECT DateTime, VValue, Value, Quality FROM WonderwareHistory ORDER BY DateTime"
+        ).result_rows
+    assert len(loaded) == len(expected)
+    for (at, *have), want in zip(loaded, expected, strict=True):
+        have = (at if at.tzinfo else at.replace(tzinfo=UTC), *have)  # the client returns UTC naive
+        assert all(_same(x, y) for x, y in zip(have, want, strict=True)), (have, want)
