@@ -34,10 +34,11 @@ from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
-# Rows per spool file, i.e. per ClickHouse INSERT. The embedded engine's memory during an INSERT
-# grows with the file (~0.15 KB per History row on top of ~120 MB), so this bounds the write phase
-# as the batch size bounds the read phase; larger files make fewer, larger parts (slightly faster).
-DEFAULT_SPOOL_ROWS = 200_000
+# Rows per spool file, i.e. per ClickHouse INSERT and staged part. The embedded engine needs
+# ~100 MB plus ~0.5 KB per row for one INSERT, beside the reader: at 100k rows a chunk's transfer
+# adds ~230 MB whatever its size; 200k rows were ~10% faster and added ~330-400 MB. Against a
+# server the INSERT's memory is the server's, and larger files (fewer parts) are better.
+DEFAULT_SPOOL_ROWS = 100_000
 # How long a staged load keeps one target session across spool files before handing it back.
 STAGE_SESSION_HOLD_SECONDS = 20.0
 
@@ -121,7 +122,8 @@ def spool_files(
 
 
 class _StageWriter:
-    """A thread inserting finished spool files into the target's staging table, in order.
+    """A thread inserting finished spool files into the target's staging table, in order, then
+    running the commit in the same target session.
 
     It keeps one target session across files (a session per file costs memory that adds up over a
     large chunk in embedded mode) but hands it back after ``hold_seconds``, so in embedded mode,
@@ -131,6 +133,7 @@ class _StageWriter:
     def __init__(self, target, stage: str, hold_seconds: float = STAGE_SESSION_HOLD_SECONDS) -> None:
         self.target, self.stage, self.hold_seconds = target, stage, hold_seconds
         self.error: BaseException | None = None
+        self._result: Any = None
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="stage-writer", daemon=True)
         self._thread.start()
@@ -141,24 +144,30 @@ class _StageWriter:
         try:
             while True:
                 try:
-                    path = self._queue.get(timeout=self.hold_seconds if session else None)
+                    item = self._queue.get(timeout=self.hold_seconds if session else None)
                 except queue.Empty:  # idle while holding the session: hand it back
                     session.__exit__(None, None, None)
                     session = client = None
                     continue
-                if path is None:
-                    break
-                if self.error is None:
-                    try:
+                try:
+                    if item is not None and self.error is None:
                         if session is None:
                             open_session = getattr(self.target, "stage_session", None)
                             session = open_session(self.stage) if open_session else self.target.session()
                             client = session.__enter__()
                             opened = time.monotonic()
-                        self.target.stage_spool(self.stage, path, client=client)
-                    except BaseException as err:  # reported to the reading thread
-                        self.error = err
-                os.unlink(path)
+                        if isinstance(item, str):
+                            self.target.stage_spool(self.stage, item, client=client)
+                        else:  # the last step, in this session (embedded: no second engine start)
+                            self._result = item(client)
+                except BaseException as err:  # reported to the reading thread
+                    self.error = err
+                finally:
+                    if isinstance(item, str):
+                        os.unlink(item)
+                    self._queue.task_done()
+                if item is None or not isinstance(item, str):
+                    break
                 if session is not None and time.monotonic() - opened > self.hold_seconds:
                     session.__exit__(None, None, None)
                     session = client = None
@@ -174,11 +183,19 @@ class _StageWriter:
         else:
             os.unlink(path)
 
-    def finish(self) -> None:
-        self._queue.put(None)
+    def drain(self) -> None:
+        """Wait until every submitted file is staged; raise the first error."""
+        self._queue.join()
+        if self.error is not None:
+            raise self.error
+
+    def finish(self, last: Callable[[Any], Any]) -> Any:
+        """Run ``last(client)`` once the files are staged, in the same session; return its result."""
+        self._queue.put(last)
         self._thread.join()
         if self.error is not None:
             raise self.error
+        return self._result
 
     def finish_quietly(self) -> None:
         self.error = self.error or RuntimeError("read failed")  # skip the files still queued
@@ -220,12 +237,14 @@ def transfer_chunk(
     started = time.monotonic()
     paths: list[str] = []
     stage: str | None = None
+    writer: _StageWriter | None = None
+    stage_key = f"{start.isoformat()}|{end.isoformat()}|" + "\x1f".join(tags)
     try:
         if staged:
-            stage = target.open_stage(table, f"{start.isoformat()}|{end.isoformat()}|" + "\x1f".join(tags))
+            stage = target.open_stage(table, stage_key)
 
         def read() -> int:
-            nonlocal paths, stage
+            nonlocal paths, stage, writer
             for stale in os.listdir(directory):  # a failed attempt's partial files
                 os.unlink(os.path.join(directory, stale))
             batches = source.iter_history_batches(
@@ -235,28 +254,38 @@ def transfer_chunk(
                 paths, rows = spool_files(batches, directory, schema, rows_per_file=spool_rows)
                 return rows
             if stage is None:  # a retry: start from an empty stage
-                stage = target.open_stage(
-                    table, f"{start.isoformat()}|{end.isoformat()}|" + "\x1f".join(tags)
-                )
+                stage = target.open_stage(table, stage_key)
             writer = _StageWriter(target, stage)
             try:
                 _, rows = spool_files(
                     batches, directory, schema, rows_per_file=spool_rows, on_file=writer.submit
                 )
+                writer.drain()
             except BaseException:
                 writer.finish_quietly()
+                writer = None
                 target.drop_stage(stage)
                 stage = None
                 raise
-            writer.finish()
             return rows
 
         rows = retry(read, what)
         read_done = time.monotonic()
         if staged:
-            written = target.commit_stage(
-                table=table, stage=stage, tags=list(tags), start=start, end=end, expected_rows=rows
-            )
+            try:
+                written = writer.finish(
+                    lambda client: target.commit_stage(
+                        table=table,
+                        stage=stage,
+                        tags=list(tags),
+                        start=start,
+                        end=end,
+                        expected_rows=rows,
+                        client=client,
+                    )
+                )
+            finally:
+                writer = None
             stage = None
         else:
             written = target.replace_window(
@@ -264,6 +293,8 @@ def transfer_chunk(
             )
         done = time.monotonic()
     finally:
+        if writer is not None:  # the read succeeded but something after it failed
+            writer.finish_quietly()
         shutil.rmtree(directory, ignore_errors=True)
         if stage is not None:
             try:

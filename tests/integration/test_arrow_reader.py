@@ -345,3 +345,28 @@ def test_hostile_values_survive_every_reader_and_the_load(historian, ch, tmp_pat
     for (at, *have), want in zip(loaded, expected, strict=True):
         have = (at if at.tzinfo else at.replace(tzinfo=UTC), *have)  # the client returns UTC naive
         assert all(_same(x, y) for x, y in zip(have, want, strict=True)), (have, want)
+
+
+def test_postgresql_reader_works_with_more_than_1024_open_files(postgres_url, monkeypatch):
+    """A task process can hold many files; waiting on the socket must not be limited to fd < 1024."""
+    import os
+    import resource
+
+    from airflow_backfill_provider.hooks.wonderware import WonderwareHook
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(2048, hard), hard))
+    simulate(postgres_url, CONFIG, replace=True)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WW_FDS",
+        json.dumps({"conn_type": "wonderware", "extra": {"sqlalchemy_url": postgres_url}}),
+    )
+    hook = WonderwareHook("ww_fds")
+    filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        assert read(hook, [HOSTILE_TAG_NAMES[0]], T0, MIDNIGHT, batch_size=100).num_rows == 721
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -138,3 +138,101 @@ def test_dbapi_path_and_test_connection(ch_conn):
     # the DB-API connection released the lock: a session opens at once
     with h.session() as client:
         assert client.command("SELECT 3") == 3
+
+
+class ListSource:
+    """A History source serving prepared batches (the reader is not under test here)."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def iter_history_batches(self, tags, start, end, **kw):
+        yield from self.batches
+
+
+def counting_hook(conn_id, **overrides):
+    """The real hook, counting the engine sessions it opens (optionally with methods replaced)."""
+    from contextlib import contextmanager
+
+    from airflow_backfill_provider.hooks.clickhouse import ClickHouseHook
+
+    class Counting(ClickHouseHook):
+        sessions = 0
+
+        @contextmanager
+        def session(self):
+            type(self).sessions += 1
+            with super().session() as client:
+                yield client
+
+    for name, fn in overrides.items():
+        setattr(Counting, name, fn)
+    return Counting(clickhouse_conn_id=conn_id)
+
+
+def no_retry(fn, what):
+    return fn()
+
+
+def test_staged_load_commits_in_the_writers_session_with_compact_parts(ch_conn, tmp_path):
+    from airflow_backfill_provider.transfer import transfer_chunk
+
+    tags = ["A", "B"]
+    batches = [history_batch(tags, T0 + timedelta(hours=h), 30) for h in range(4)]  # 4 x 60 rows
+    h = counting_hook(ch_conn)
+    out = transfer_chunk(
+        ListSource(batches),
+        h,
+        table="WonderwareHistory",
+        tags=tags,
+        start=T0,
+        end=T0 + timedelta(days=1),
+        batch_size=60,
+        spool_rows=60,  # a spool file, an INSERT and a staged part per batch
+        retry=no_retry,
+        spool_dir=str(tmp_path),
+    )
+    assert out["staged"] and out["rows"] == 240
+    # open_stage, then one session for all four INSERTs and the commit (no second engine start)
+    assert type(h).sessions == 2
+    with h.session() as client:
+        parts = client.query(
+            "SELECT part_type, sum(rows) FROM system.parts WHERE active AND table = 'WonderwareHistory' "
+            "GROUP BY part_type"
+        ).result_rows
+        stages = client.command("SELECT count() FROM system.tables WHERE name LIKE '_abp_stage_%'")
+    assert parts == [("Compact", 240)]  # moved in as staged: one file per part, not two per column
+    assert int(stages) == 0
+
+
+def test_staged_commit_catches_a_concurrent_writer_and_leaves_no_stage(ch_conn, tmp_path):
+    from airflow_backfill_provider.hooks.clickhouse import ClickHouseHook
+    from airflow_backfill_provider.transfer import transfer_chunk
+
+    tags = ["A"]
+    window = (T0, T0 + timedelta(days=1))
+    stray = history_batch(tags, T0 + timedelta(hours=12, seconds=30), 1)
+
+    def clear_then_someone_writes(self, client, table, tags, start, end):
+        # another writer lands a row in the window between our delete and our move
+        removed = ClickHouseHook._clear_window(self, client, table, tags, start, end)
+        client.insert_arrow(table, pa.Table.from_batches([stray]))
+        return removed
+
+    h = counting_hook(ch_conn, _clear_window=clear_then_someone_writes)
+    with pytest.raises(ReconciliationError, match="holds 31 rows .* the source gave 30"):
+        transfer_chunk(
+            ListSource([history_batch(tags, T0, 30)]),
+            h,
+            table="WonderwareHistory",
+            tags=tags,
+            start=window[0],
+            end=window[1],
+            batch_size=100,
+            retry=no_retry,
+            spool_dir=str(tmp_path),
+        )
+    with h.session() as client:
+        stages = client.command("SELECT count() FROM system.tables WHERE name LIKE '_abp_stage_%'")
+    assert int(stages) == 0
+    assert list(tmp_path.glob("wonderware-chunk-*")) == []  # no spool left behind
