@@ -59,13 +59,17 @@ def test_history_table_ddl(ch_conn):
             "SELECT engine, partition_key, sorting_key, create_table_query FROM system.tables "
             "WHERE name = 'WonderwareHistory'"
         ).result_rows[0]
-        columns = [r[0] for r in client.query("DESCRIBE TABLE WonderwareHistory").result_rows]
+        described = client.query("DESCRIBE TABLE WonderwareHistory").result_rows
+    columns, types = [r[0] for r in described], {r[0]: r[1] for r in described}
     engine, partition_key, sorting_key, ddl = row
     assert engine == "MergeTree"
     assert partition_key == "toYYYYMM(DateTime)"
     assert sorting_key == "TagName, DateTime"
     assert "TTL" not in ddl
     assert columns == list(HISTORY_COLUMN_NAMES) and len(columns) == 33
+    assert types["DateTime"] == "DateTime64(6, 'UTC')" and types["TagName"] == "LowCardinality(String)"
+    assert types["wwRetrievalMode"] == types["wwUnit"] == "LowCardinality(Nullable(String))"
+    assert types["VValue"] == "Nullable(String)"  # string tags' values: not a small set
 
 
 def test_replace_window_is_idempotent_and_replaces_partial_writes(ch_conn, tmp_path):
