@@ -191,7 +191,6 @@ def _iter_postgresql(url, historian, tags, start, end, batch_size, inclusive_sta
     }
     conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
     conn = psycopg.connect(conninfo, autocommit=True)
-    copy_out = None
     try:
         for setting in _PG_SESSION:
             conn.execute(setting)

@@ -370,3 +370,40 @@ def test_postgresql_reader_works_with_more_than_1024_open_files(postgres_url, mo
         for fd in filler:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_postgresql_reader_raises_the_servers_error_mid_stream_and_leaves_no_session(
+    postgres_url, monkeypatch
+):
+    """An error the server raises after it sent rows ends the read with that error (typed, so the
+    retry policy can judge it), and the reading session is gone afterwards."""
+    import psycopg
+    import sqlalchemy as sa
+
+    from airflow_backfill_provider.hooks.wonderware import WonderwareHook, is_transient_source_error
+    from airflow_backfill_provider.schema import HISTORY_COLUMN_NAMES
+
+    simulate(postgres_url, CONFIG, replace=True)
+    failing = """CASE WHEN "DateTime" > '2025-01-01 20:00' THEN 1 / 0 ELSE 1 END * "Value" AS "Value\""""
+    columns = ", ".join(failing if c == "Value" else f'"{c}"' for c in HISTORY_COLUMN_NAMES)
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:  # History becomes a view that fails on the rows after 20:00
+        conn.execute(sa.text('ALTER TABLE "History" RENAME TO "HistoryBase"'))
+        conn.execute(sa.text(f'CREATE VIEW "History" AS SELECT {columns} FROM "HistoryBase"'))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WW_BAD",
+        json.dumps({"conn_type": "wonderware", "extra": {"sqlalchemy_url": postgres_url}}),
+    )
+    hook = WonderwareHook("ww_bad")
+    with pytest.raises(psycopg.errors.DivisionByZero) as caught:
+        for _ in hook.iter_history_batches(hook.discover_tags(), T0, MIDNIGHT, batch_size=500):
+            pass
+    assert not is_transient_source_error(caught.value)  # a data error: retrying cannot fix it
+    with engine.connect() as conn:
+        sessions = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY (%' AND pid <> pg_backend_pid()"
+            )
+        ).scalar()
+    engine.dispose()
+    assert sessions == 0
