@@ -16,7 +16,7 @@ import fcntl
 import os
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -322,11 +322,8 @@ class ClickHouseHook(_BaseClickHouseHook):
     def stage_spool(self, stage: str, spool_path: str, client: Client | None = None) -> None:
         """Insert one spool file into the staging table (the target is not touched), through
         ``client`` (from :meth:`session`) or a session of its own."""
-        if client is not None:
+        with nullcontext(client) if client is not None else self.session() as client:
             self._insert_spool(client, stage, spool_path)
-            return
-        with self.session() as own:
-            self._insert_spool(own, stage, spool_path)
 
     def drop_stage(self, stage: str) -> None:
         with self.session() as client:
@@ -351,39 +348,29 @@ class ClickHouseHook(_BaseClickHouseHook):
         and drops the empty stage, through ``client`` (from :meth:`session`) or a session of its
         own. Safe to repeat, like :meth:`replace_window`.
         """
-        if client is None:
-            with self.session() as own:
-                return self.commit_stage(
-                    table=table,
-                    stage=stage,
-                    tags=tags,
-                    start=start,
-                    end=end,
-                    expected_rows=expected_rows,
-                    client=own,
-                )
         qtable, qstage = quote_identifier(table), quote_identifier(stage)
-        staged = int(client.command(f"SELECT count() FROM {qstage}"))
-        if staged != expected_rows:
-            raise ReconciliationError(
-                f"{stage}: {staged} rows staged, but the source gave {expected_rows}. Re-run the task."
-            )
-        existing = self._clear_window(client, table, tags, start, end)
-        db, _, name = stage.rpartition(".")
-        partitions = client.query(
-            "SELECT DISTINCT partition_id FROM system.parts WHERE active AND database = "
-            + ("{db:String}" if db else "currentDatabase()")
-            + " AND table = {name:String}",
-            parameters={"db": db, "name": name},
-        ).result_rows
-        for (partition_id,) in partitions:
-            if not str(partition_id).isalnum():  # toYYYYMM ids are digits; anything else is a bug
-                raise ReconciliationError(f"Unexpected partition id {partition_id!r} in {stage}.")
-            client.command(f"ALTER TABLE {qstage} MOVE PARTITION ID '{partition_id}' TO TABLE {qtable}")
-        self._release_memory(client)
-        written = self.count_window(client, table, tags, start, end)
-        client.command(f"DROP TABLE IF EXISTS {qstage} SYNC")
-        self._release_memory(client)
+        with nullcontext(client) if client is not None else self.session() as client:
+            staged = int(client.command(f"SELECT count() FROM {qstage}"))
+            if staged != expected_rows:
+                raise ReconciliationError(
+                    f"{stage}: {staged} rows staged, but the source gave {expected_rows}. Re-run the task."
+                )
+            existing = self._clear_window(client, table, tags, start, end)
+            db, _, name = stage.rpartition(".")
+            partitions = client.query(
+                "SELECT DISTINCT partition_id FROM system.parts WHERE active AND database = "
+                + ("{db:String}" if db else "currentDatabase()")
+                + " AND table = {name:String}",
+                parameters={"db": db, "name": name},
+            ).result_rows
+            for (partition_id,) in partitions:
+                if not str(partition_id).isalnum():  # toYYYYMM ids are digits; anything else is a bug
+                    raise ReconciliationError(f"Unexpected partition id {partition_id!r} in {stage}.")
+                client.command(f"ALTER TABLE {qstage} MOVE PARTITION ID '{partition_id}' TO TABLE {qtable}")
+            self._release_memory(client)
+            written = self.count_window(client, table, tags, start, end)
+            client.command(f"DROP TABLE IF EXISTS {qstage} SYNC")
+            self._release_memory(client)
         return self._verified(table, tags, start, end, existing, written, expected_rows)
 
     def _release_memory(self, client: Client) -> None:
