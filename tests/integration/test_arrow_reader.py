@@ -55,6 +55,17 @@ def hooks():
     return arrow, dbapi
 
 
+def url_hook(monkeypatch, conn_id: str, url: str, **extra):
+    """A WonderwareHook on a connection ``conn_id`` pointing at ``url`` (extra settings added)."""
+    from airflow_backfill_provider.hooks.wonderware import WonderwareHook
+
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{conn_id.upper()}",
+        json.dumps({"conn_type": "wonderware", "extra": {"sqlalchemy_url": url, **extra}}),
+    )
+    return WonderwareHook(conn_id)
+
+
 def read(hook, tags, start, end, **kw) -> pa.Table:
     batches = list(hook.iter_history_batches(tags, start, end, **kw))
     assert all(b.schema.equals(arrow_history_schema(), check_metadata=True) for b in batches)
@@ -218,27 +229,13 @@ def test_staged_transfer_leaves_target_untouched_when_the_read_fails(historian, 
 
 
 def test_parallel_streams_read_the_same_rows(postgres_url, monkeypatch):
-    from airflow_backfill_provider.hooks.wonderware import WonderwareHook
-
     simulate(postgres_url, CONFIG, replace=True)
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_WW_STREAMS",
-        json.dumps(
-            {"conn_type": "wonderware", "extra": {"sqlalchemy_url": postgres_url, "arrow_streams": 3}}
-        ),
-    )
-    hook = WonderwareHook("ww_streams")
+    hook = url_hook(monkeypatch, "ww_streams", postgres_url, arrow_streams=3)
     assert hook.arrow_streams == 3
     tags = hook.discover_tags()
     parallel = read(hook, tags, T0, MIDNIGHT, batch_size=400)
     single = read(hook, tags[:1], T0, MIDNIGHT, batch_size=400)  # fewer tags than streams
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_WW_STREAMS",
-        json.dumps(
-            {"conn_type": "wonderware", "extra": {"sqlalchemy_url": postgres_url, "arrow_streams": 1}}
-        ),
-    )
-    one = WonderwareHook("ww_streams")
+    one = url_hook(monkeypatch, "ww_streams", postgres_url, arrow_streams=1)
     assert parallel.sort_by(KEY).equals(read(one, tags, T0, MIDNIGHT, batch_size=400).sort_by(KEY))
     assert single.num_rows == 721
     # a consumer that stops early leaves no thread or connection behind
@@ -267,8 +264,8 @@ HOSTILE_VALUES = [
 
 
 def _insert_hostile_rows(url: str, tag: str, start: datetime) -> list[tuple]:
-    """Add one row per HOSTILE_VALUES entry for ``tag``, a microsecond apart; return (DateTime,
-    VValue, Value, Quality) as inserted."""
+    """Add one row per HOSTILE_VALUES entry for ``tag``, a second apart at odd microseconds; return
+    (DateTime, VValue, Value, Quality) as inserted."""
     import sqlalchemy as sa
 
     from airflow_backfill_provider.historian import history_tables
@@ -352,17 +349,11 @@ def test_postgresql_reader_works_with_more_than_1024_open_files(postgres_url, mo
     import os
     import resource
 
-    from airflow_backfill_provider.hooks.wonderware import WonderwareHook
-
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 1200:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(2048, hard), hard))
     simulate(postgres_url, CONFIG, replace=True)
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_WW_FDS",
-        json.dumps({"conn_type": "wonderware", "extra": {"sqlalchemy_url": postgres_url}}),
-    )
-    hook = WonderwareHook("ww_fds")
+    hook = url_hook(monkeypatch, "ww_fds", postgres_url)
     filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
     try:
         assert read(hook, [HOSTILE_TAG_NAMES[0]], T0, MIDNIGHT, batch_size=100).num_rows == 721
@@ -380,7 +371,7 @@ def test_postgresql_reader_raises_the_servers_error_mid_stream_and_leaves_no_ses
     import psycopg
     import sqlalchemy as sa
 
-    from airflow_backfill_provider.hooks.wonderware import WonderwareHook, is_transient_source_error
+    from airflow_backfill_provider.hooks.wonderware import is_transient_source_error
     from airflow_backfill_provider.schema import HISTORY_COLUMN_NAMES
 
     simulate(postgres_url, CONFIG, replace=True)
@@ -390,11 +381,7 @@ def test_postgresql_reader_raises_the_servers_error_mid_stream_and_leaves_no_ses
     with engine.begin() as conn:  # History becomes a view that fails on the rows after 20:00
         conn.execute(sa.text('ALTER TABLE "History" RENAME TO "HistoryBase"'))
         conn.execute(sa.text(f'CREATE VIEW "History" AS SELECT {columns} FROM "HistoryBase"'))
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_WW_BAD",
-        json.dumps({"conn_type": "wonderware", "extra": {"sqlalchemy_url": postgres_url}}),
-    )
-    hook = WonderwareHook("ww_bad")
+    hook = url_hook(monkeypatch, "ww_bad", postgres_url)
     with pytest.raises(psycopg.errors.DivisionByZero) as caught:
         for _ in hook.iter_history_batches(hook.discover_tags(), T0, MIDNIGHT, batch_size=500):
             pass
