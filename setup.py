@@ -45,7 +45,7 @@ setup(
             "provider_info=airflow_backfill_provider.get_provider_info:get_provider_info"
         ],
         "console_scripts": [
-            "wonderware-simulator=airflow_backfill_provider.simulator:main",
+            "wonderware-simulator=airflow_backfill_provider.testing.simulator:main",
         ],
     },
     classifiers=[

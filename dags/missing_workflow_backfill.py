@@ -49,7 +49,7 @@ from airflow_backfill_provider.operators.workflow_backfill import (
     TemporalBackfillGapsOperator,
     TemporalFindWorkflowGapsOperator,
 )
-from airflow_backfill_provider.planning import parse_duration
+from airflow_backfill_provider.utils import parse_duration
 
 SCHEDULE = os.environ.get("MISSING_WORKFLOW_BACKFILL_SCHEDULE", "@daily")
 START_DATE = pendulum.parse(os.environ.get("MISSING_WORKFLOW_BACKFILL_START_DATE", "2026-01-01"), tz="UTC")
@@ -167,7 +167,7 @@ def missing_workflow_backfill():
 
         from airflow.sdk.exceptions import AirflowFailException
 
-        from airflow_backfill_provider.workflow_gaps import CLASSES
+        from airflow_backfill_provider.workflows.gaps import CLASSES
 
         log = logging.getLogger("airflow.task")
         result: dict = {"specs": [e["spec"] for e in found or []], "counts": dict.fromkeys(CLASSES, 0)}

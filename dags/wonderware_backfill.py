@@ -129,7 +129,7 @@ def wonderware_backfill():
 
         from airflow.sdk.exceptions import AirflowFailException
 
-        from airflow_backfill_provider.planning import plan_chunks, resolve_window
+        from airflow_backfill_provider.historian.planning import plan_chunks, resolve_window
 
         log = logging.getLogger("airflow.task")
         try:
@@ -166,7 +166,7 @@ def wonderware_backfill():
 
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-        from airflow_backfill_provider.planning import summarize
+        from airflow_backfill_provider.historian.planning import summarize
 
         log = logging.getLogger("airflow.task")
         planned_at = ti.xcom_pull(task_ids="plan", key="planned_at") or time.time()

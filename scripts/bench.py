@@ -100,7 +100,7 @@ def _history_sql(tags, start, end):
     """Our source query, compiled for psycopg (``%(name)s`` parameters) with its parameters."""
     import sqlalchemy as sa
 
-    from airflow_backfill_provider.historian import Historian
+    from airflow_backfill_provider.historian.queries import Historian
 
     stmt = Historian().history_query(tags, start, end)
     compiled = stmt.compile(
@@ -164,9 +164,10 @@ def _check(target) -> dict:
 
 
 def case_ours(args, tags, start, end, target, _prepared) -> int:
+    from airflow_backfill_provider.historian.planning import plan_chunks
+    from airflow_backfill_provider.historian.transfer import transfer_chunk
     from airflow_backfill_provider.hooks.wonderware import WonderwareHook
-    from airflow_backfill_provider.planning import plan_chunks, to_utc
-    from airflow_backfill_provider.transfer import transfer_chunk
+    from airflow_backfill_provider.utils import to_utc
 
     source = WonderwareHook(wonderware_conn_id="bench_wonderware")
     moved = 0
@@ -198,7 +199,7 @@ def case_seed(args, tags, start, end, target, _prepared) -> int:
     import psycopg
     from psycopg.rows import dict_row
 
-    from airflow_backfill_provider.schema import HISTORY_COLUMN_NAMES
+    from airflow_backfill_provider.historian.schema import HISTORY_COLUMN_NAMES
 
     columns = ", ".join(f'"{c}"' for c in HISTORY_COLUMN_NAMES)
     day = start.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -227,8 +228,8 @@ def case_seed(args, tags, start, end, target, _prepared) -> int:
 def case_python_streaming(args, tags, start, end, target, _prepared) -> int:
     import sqlalchemy as sa
 
-    from airflow_backfill_provider.historian import Historian
-    from airflow_backfill_provider.schema import HISTORY_COLUMN_NAMES
+    from airflow_backfill_provider.historian.queries import Historian
+    from airflow_backfill_provider.historian.schema import HISTORY_COLUMN_NAMES
 
     engine = sa.create_engine(args.url)
     stmt = Historian().history_query(tags, start, end)
@@ -269,7 +270,7 @@ def _prepare_raw_insert(url, tags, start, end) -> list[list]:
 
 
 def case_raw_insert(args, _tags, _start, _end, target, prepared) -> int:
-    from airflow_backfill_provider.schema import HISTORY_COLUMN_NAMES
+    from airflow_backfill_provider.historian.schema import HISTORY_COLUMN_NAMES
 
     n = len(prepared[0]) if prepared else 0
     with target.session() as client:
@@ -286,8 +287,8 @@ def case_raw_insert(args, _tags, _start, _end, target, prepared) -> int:
 def case_generic_transfer(args, tags, start, end, target, _prepared) -> int:
     from airflow.providers.common.sql.operators.generic_transfer import GenericTransfer
 
+    from airflow_backfill_provider.historian.schema import HISTORY_COLUMN_NAMES
     from airflow_backfill_provider.hooks.wonderware import WonderwareHook
-    from airflow_backfill_provider.schema import HISTORY_COLUMN_NAMES
 
     columns = ", ".join(f'"{c}"' for c in HISTORY_COLUMN_NAMES)
     op = GenericTransfer(
@@ -327,7 +328,7 @@ def _parse(value: str) -> datetime:
 def make_dataset(base_url: str, name: str, rows: int, tags: int) -> dict:
     from services import create_database
 
-    from airflow_backfill_provider.simulator import SimulatorConfig, simulate
+    from airflow_backfill_provider.testing.simulator import SimulatorConfig, simulate
 
     url = create_database(base_url, name)
     end = START + timedelta(seconds=RATE * rows / tags)
@@ -484,7 +485,7 @@ def main(argv=None) -> int:
     parser.add_argument("--end", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.spool_rows is None:
-        from airflow_backfill_provider.transfer import DEFAULT_SPOOL_ROWS
+        from airflow_backfill_provider.historian.transfer import DEFAULT_SPOOL_ROWS
 
         args.spool_rows = DEFAULT_SPOOL_ROWS
     if args.case:

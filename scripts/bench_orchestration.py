@@ -63,7 +63,7 @@ def import_costs(repeat: int = 3) -> dict:
 def orchestration(args) -> int:
     from native_backfill import AirflowStack
 
-    from airflow_backfill_provider.simulator import SimulatorConfig, simulate
+    from airflow_backfill_provider.testing.simulator import SimulatorConfig, simulate
 
     days = getattr(args, "days", None) or 14
     tags = min(args.tags, 40)

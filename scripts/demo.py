@@ -67,7 +67,7 @@ def main() -> int:
     historian_url = f"sqlite:///{DEMO / 'historian.db'}"
     chdb_path = DEMO / "clickhouse"
 
-    from airflow_backfill_provider.simulator import SimulatorConfig, simulate
+    from airflow_backfill_provider.testing.simulator import SimulatorConfig, simulate
 
     sim = simulate(
         historian_url,

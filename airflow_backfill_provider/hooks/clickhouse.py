@@ -24,13 +24,12 @@ from airflow.providers.clickhousedb.hooks.clickhouse import ClickHouseConnection
 from airflow.providers.clickhousedb.hooks.clickhouse import ClickHouseHook as _BaseClickHouseHook
 
 from airflow_backfill_provider.exceptions import ConfigurationError, ReconciliationError
-from airflow_backfill_provider.schema import (
+from airflow_backfill_provider.historian.schema import (
     DEFAULT_TABLE,
     HISTORY_COLUMN_NAMES,
-    check_identifier,
     clickhouse_history_ddl,
-    quote_identifier,
 )
+from airflow_backfill_provider.utils import check_identifier, quote_identifier
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client

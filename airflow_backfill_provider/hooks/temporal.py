@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow.sdk import BaseHook
 
 from airflow_backfill_provider.exceptions import BackfillProviderError, ConfigurationError
-from airflow_backfill_provider.workflow_gaps import RUNNING, HistoryPoints
+from airflow_backfill_provider.workflows.gaps import RUNNING, HistoryPoints
 
 if TYPE_CHECKING:
     from temporalio.client import Client, WorkflowExecution, WorkflowHistory

@@ -10,10 +10,10 @@ import sqlalchemy as sa
 from airflow.providers.microsoft.mssql.hooks.mssql import MsSqlHook
 
 from airflow_backfill_provider.exceptions import ConfigurationError
-from airflow_backfill_provider.historian import Historian, rows_to_batch
-from airflow_backfill_provider.planning import select_tags
+from airflow_backfill_provider.historian.planning import select_tags
+from airflow_backfill_provider.historian.queries import Historian, rows_to_batch
+from airflow_backfill_provider.historian.schema import DEFAULT_TAG_TYPES, arrow_history_schema
 from airflow_backfill_provider.resilience import CircuitBreaker, RetryPolicy, call_with_retry
-from airflow_backfill_provider.schema import DEFAULT_TAG_TYPES, arrow_history_schema
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -86,7 +86,7 @@ def connection_url(
 
 def resolve_reader(requested: str | None, backend: str) -> str:
     """``"arrow"`` or ``"dbapi"`` for a requested reader (``auto`` when unset) and a SQLAlchemy backend."""
-    from airflow_backfill_provider.arrow_readers import ARROW_DRIVERS, arrow_driver_available
+    from airflow_backfill_provider.historian.readers import ARROW_DRIVERS, arrow_driver_available
 
     reader = str(requested or "auto").strip().lower()
     if reader not in READERS:
@@ -307,7 +307,7 @@ class WonderwareHook(MsSqlHook):
     ) -> Iterator[pa.RecordBatch]:
         """Stream History rows of ``tags`` in the window as Arrow batches of at most ``batch_size`` rows.
 
-        Batches follow :func:`~airflow_backfill_provider.schema.arrow_history_schema` whichever
+        Batches follow :func:`~airflow_backfill_provider.historian.schema.arrow_history_schema` whichever
         reader runs. Memory is bounded by the batch size, not the window: the Arrow reader streams
         from the driver (PostgreSQL ``COPY``, SQLite statement steps); the DB-API reader uses a
         server-side cursor (``stream_results``). Not retried here (a stream cannot resume mid-way);
@@ -318,7 +318,7 @@ class WonderwareHook(MsSqlHook):
         reader = self.reader
         self.breaker.before_call()
         if reader == "arrow":
-            from airflow_backfill_provider.arrow_readers import iter_arrow_batches
+            from airflow_backfill_provider.historian.readers import iter_arrow_batches
 
             yield from iter_arrow_batches(
                 self._url(),

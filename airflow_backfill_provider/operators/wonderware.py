@@ -8,10 +8,14 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_backfill_provider.exceptions import ConfigurationError
-from airflow_backfill_provider.historian import DEFAULT_RETRIEVAL_MODE, DEFAULT_TIME_ZONE, DEFAULT_VERSION
+from airflow_backfill_provider.historian.queries import (
+    DEFAULT_RETRIEVAL_MODE,
+    DEFAULT_TIME_ZONE,
+    DEFAULT_VERSION,
+)
+from airflow_backfill_provider.historian.schema import DEFAULT_TABLE
 from airflow_backfill_provider.hooks.wonderware import DEFAULT_BATCH_SIZE
-from airflow_backfill_provider.planning import as_bool, to_utc
-from airflow_backfill_provider.schema import DEFAULT_TABLE, check_identifier
+from airflow_backfill_provider.utils import as_bool, check_identifier, to_utc
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -111,8 +115,8 @@ class WonderwareToClickHouseOperator(BaseOperator):
             self.log.info("Dry run: would replace the window with %d source rows; wrote nothing.", rows)
             return {**summary, "rows": 0, "source_rows": rows, "seconds": 0.0, "dry_run": True}
 
+        from airflow_backfill_provider.historian.transfer import transfer_chunk
         from airflow_backfill_provider.hooks.clickhouse import ClickHouseHook
-        from airflow_backfill_provider.transfer import transfer_chunk
 
         result = transfer_chunk(
             source,

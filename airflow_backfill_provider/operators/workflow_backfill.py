@@ -1,7 +1,7 @@
 """Operators that find missing or failed Temporal workflow executions and backfill them.
 
 Used by the ``missing_workflow_backfill`` DAG; the gap logic itself is in
-:mod:`airflow_backfill_provider.workflow_gaps` (no Airflow import).
+:mod:`airflow_backfill_provider.workflows.gaps` (no Airflow import).
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow_backfill_provider.exceptions import ConfigurationError
 from airflow_backfill_provider.hooks.temporal import TemporalHook
 from airflow_backfill_provider.operators.temporal import _seconds
-from airflow_backfill_provider.planning import as_bool, to_utc
-from airflow_backfill_provider.schema import quote_identifier
-from airflow_backfill_provider.workflow_gaps import (
+from airflow_backfill_provider.utils import as_bool, quote_identifier, to_utc
+from airflow_backfill_provider.workflows.gaps import (
     BACKFILL_REQUEST_COLUMNS,
     GAP_CLASSES,
     Execution,

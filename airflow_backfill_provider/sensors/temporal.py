@@ -16,7 +16,7 @@ from airflow_backfill_provider.triggers.temporal import (
     failed_statuses,
     poll_statuses,
 )
-from airflow_backfill_provider.workflow_gaps import FAILURE_STATUSES
+from airflow_backfill_provider.workflows.gaps import FAILURE_STATUSES
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

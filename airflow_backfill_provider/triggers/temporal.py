@@ -9,7 +9,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_backfill_provider.hooks.temporal import TemporalHook
-from airflow_backfill_provider.workflow_gaps import FAILURE_STATUSES, RUNNING
+from airflow_backfill_provider.workflows.gaps import FAILURE_STATUSES, RUNNING
 
 # Visibility statuses that mean "not closed yet" for a waiter: a continued-as-new run has a
 # successor that is still to close.

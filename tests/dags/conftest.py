@@ -31,7 +31,7 @@ def historian_server(postgres_server_url):
     and the hostile tag names. Shared read-only by the DAG tests."""
     from services import create_database
 
-    from airflow_backfill_provider.simulator import SimulatorConfig, simulate
+    from airflow_backfill_provider.testing.simulator import SimulatorConfig, simulate
 
     url = create_database(postgres_server_url, "historian")
     summary = simulate(
@@ -56,7 +56,7 @@ def faulty_historian(url: str, *, days: int, tags: int, rate: int, fault_sql: li
     The data stays readable as ``history_data``. Returns an engine (caller disposes)."""
     import sqlalchemy as sa
 
-    from airflow_backfill_provider.simulator import SimulatorConfig, simulate
+    from airflow_backfill_provider.testing.simulator import SimulatorConfig, simulate
 
     start = datetime(2025, 1, 1)
     simulate(

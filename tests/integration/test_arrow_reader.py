@@ -13,9 +13,9 @@ from datetime import datetime, timedelta, timezone
 import pyarrow as pa
 import pytest
 
-from airflow_backfill_provider.schema import arrow_history_schema
-from airflow_backfill_provider.simulator import HOSTILE_TAG_NAMES, SimulatorConfig, simulate
-from airflow_backfill_provider.transfer import spool_files, transfer_chunk
+from airflow_backfill_provider.historian.schema import arrow_history_schema
+from airflow_backfill_provider.historian.transfer import spool_files, transfer_chunk
+from airflow_backfill_provider.testing.simulator import HOSTILE_TAG_NAMES, SimulatorConfig, simulate
 
 UTC = timezone.utc
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -268,7 +268,7 @@ def _insert_hostile_rows(url: str, tag: str, start: datetime) -> list[tuple]:
     (DateTime, VValue, Value, Quality) as inserted."""
     import sqlalchemy as sa
 
-    from airflow_backfill_provider.historian import history_tables
+    from airflow_backfill_provider.historian.queries import history_tables
 
     _, history = history_tables(sa.MetaData())
     rows = []
@@ -371,8 +371,8 @@ def test_postgresql_reader_raises_the_servers_error_mid_stream_and_leaves_no_ses
     import psycopg
     import sqlalchemy as sa
 
+    from airflow_backfill_provider.historian.schema import HISTORY_COLUMN_NAMES
     from airflow_backfill_provider.hooks.wonderware import is_transient_source_error
-    from airflow_backfill_provider.schema import HISTORY_COLUMN_NAMES
 
     simulate(postgres_url, CONFIG, replace=True)
     failing = """CASE WHEN "DateTime" > '2025-01-01 20:00' THEN 1 / 0 ELSE 1 END * "Value" AS "Value\""""

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pytest
 
 from airflow_backfill_provider.exceptions import ReconciliationError
-from airflow_backfill_provider.schema import HISTORY_COLUMN_NAMES, arrow_history_schema
-from airflow_backfill_provider.transfer import spool_batches
+from airflow_backfill_provider.historian.schema import HISTORY_COLUMN_NAMES, arrow_history_schema
+from airflow_backfill_provider.historian.transfer import spool_batches
 
 UTC = timezone.utc
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
@@ -179,7 +179,7 @@ def no_retry(fn, what):
 
 
 def test_staged_load_commits_in_the_writers_session_with_compact_parts(ch_conn, tmp_path):
-    from airflow_backfill_provider.transfer import transfer_chunk
+    from airflow_backfill_provider.historian.transfer import transfer_chunk
 
     tags = ["A", "B"]
     batches = [history_batch(tags, T0 + timedelta(hours=h), 30) for h in range(4)]  # 4 x 60 rows
@@ -210,8 +210,8 @@ def test_staged_load_commits_in_the_writers_session_with_compact_parts(ch_conn, 
 
 
 def test_staged_commit_catches_a_concurrent_writer_and_leaves_no_stage(ch_conn, tmp_path):
+    from airflow_backfill_provider.historian.transfer import transfer_chunk
     from airflow_backfill_provider.hooks.clickhouse import ClickHouseHook
-    from airflow_backfill_provider.transfer import transfer_chunk
 
     tags = ["A"]
     window = (T0, T0 + timedelta(days=1))

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from airflow_backfill_provider import simulator as sim
+from airflow_backfill_provider.testing import simulator as sim
 
 START = datetime(2025, 1, 1)
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from airflow_backfill_provider.simulator import HOSTILE_TAG_NAMES, SimulatorConfig, simulate
+from airflow_backfill_provider.testing.simulator import HOSTILE_TAG_NAMES, SimulatorConfig, simulate
 
 UTC = timezone.utc
 T0 = datetime(2025, 1, 1, tzinfo=UTC)

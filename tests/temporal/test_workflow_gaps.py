@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from airflow_backfill_provider.exceptions import ConfigurationError
-from airflow_backfill_provider.workflow_gaps import (
+from airflow_backfill_provider.workflows.gaps import (
     COMPLETED,
     FAILED,
     MISSING,

@@ -9,11 +9,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from airflow_backfill_provider.arrow_readers import normalize_batch
 from airflow_backfill_provider.exceptions import ConfigurationError
-from airflow_backfill_provider.historian import Historian, window_params, window_params_table
+from airflow_backfill_provider.historian.queries import Historian, window_params, window_params_table
+from airflow_backfill_provider.historian.readers import normalize_batch
+from airflow_backfill_provider.historian.schema import HISTORY_COLUMNS, arrow_history_schema
 from airflow_backfill_provider.hooks.wonderware import resolve_reader
-from airflow_backfill_provider.schema import HISTORY_COLUMNS, arrow_history_schema
 
 UTC = timezone.utc
 HOSTILE = "O'Brien\"; DROP TABLE x --"

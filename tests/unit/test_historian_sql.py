@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_backfill_provider.exceptions import ConfigurationError
-from airflow_backfill_provider.historian import Historian
+from airflow_backfill_provider.historian.queries import Historian
 from airflow_backfill_provider.hooks.wonderware import (
     connection_url,
     is_transient_source_error,

@@ -4,14 +4,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from airflow_backfill_provider.planning import (
-    parse_duration,
+from airflow_backfill_provider.historian.planning import (
     plan_chunks,
     resolve_window,
     select_tags,
     summarize,
-    to_utc,
 )
+from airflow_backfill_provider.utils import parse_duration, to_utc
 
 UTC = timezone.utc
 DAY = datetime(2025, 1, 1, tzinfo=UTC)

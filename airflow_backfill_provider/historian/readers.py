@@ -1,6 +1,6 @@
 """Arrow-native History readers: no Python object per value on the read side. No Airflow import.
 
-The queries are the ones :class:`~airflow_backfill_provider.historian.Historian` builds with
+The queries are the ones :class:`~airflow_backfill_provider.historian.queries.Historian` builds with
 SQLAlchemy Core; only how they reach the database differs:
 
 * **PostgreSQL** (psycopg + pyarrow's CSV reader): ``COPY (query) TO STDOUT (FORMAT csv)`` streams
@@ -10,12 +10,12 @@ SQLAlchemy Core; only how they reach the database differs:
   quoted empty field); NaN, infinities and every string survive, which the tests check value by
   value. PostgreSQL accepts no bound parameter in ``COPY``, so the chunk's values (tags, window,
   retrieval options) are copied into a session ``TEMPORARY`` table and the query reads them from
-  there (:meth:`~airflow_backfill_provider.historian.Historian.history_query_from_params`): the SQL
+  there (:meth:`~airflow_backfill_provider.historian.queries.Historian.history_query_from_params`): the SQL
   text holds no value at all, a hostile tag name is a row of data.
 * **SQLite** (``adbc-driver-sqlite``): the ordinary statement with ``?`` parameters; the driver
   steps the statement and emits batches of ``batch_size`` rows.
 
-Every batch is normalised to :func:`~airflow_backfill_provider.schema.arrow_history_schema` by
+Every batch is normalised to :func:`~airflow_backfill_provider.historian.schema.arrow_history_schema` by
 :func:`normalize_batch`, so the spool is the same whichever reader ran. SQL Server keeps the
 DB-API path (pymssql); see docs/performance.md for why.
 """
@@ -27,8 +27,8 @@ from contextlib import closing, contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_backfill_provider.historian import Historian, window_params, window_params_table
-from airflow_backfill_provider.schema import HISTORY_COLUMNS
+from airflow_backfill_provider.historian.queries import Historian, window_params, window_params_table
+from airflow_backfill_provider.historian.schema import HISTORY_COLUMNS
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -88,7 +88,7 @@ def iter_arrow_batches(
         connection and thread (parsing runs outside the GIL, so the groups use separate cores).
         Rows are the same; their order is not.
     """
-    from airflow_backfill_provider.schema import arrow_history_schema
+    from airflow_backfill_provider.historian.schema import arrow_history_schema
 
     schema = arrow_history_schema()
     backend = url.get_backend_name()
@@ -174,7 +174,7 @@ def _iter_postgresql(url, historian, tags, start, end, batch_size, inclusive_sta
     from sqlalchemy.dialects import postgresql
     from sqlalchemy.schema import CreateTable
 
-    from airflow_backfill_provider.schema import HISTORY_COLUMN_NAMES, arrow_history_schema
+    from airflow_backfill_provider.historian.schema import HISTORY_COLUMN_NAMES, arrow_history_schema
 
     dialect = postgresql.dialect()
     params = window_params_table(sa.MetaData())

@@ -226,7 +226,7 @@ def transfer_chunk(
     :param spool_rows: rows per spool file and ClickHouse INSERT (bounds the write phase's memory).
     :param staged: insert into a staging table while reading (default: when the target can).
     """
-    from airflow_backfill_provider.schema import arrow_history_schema
+    from airflow_backfill_provider.historian.schema import arrow_history_schema
 
     if staged is None:
         staged = all(

@@ -14,7 +14,7 @@ from sqlalchemy.dialects import mssql
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
-from airflow_backfill_provider.schema import (
+from airflow_backfill_provider.historian.schema import (
     HISTORY_COLUMN_NAMES,
     HISTORY_COLUMNS,
     TAGREF_COLUMNS,

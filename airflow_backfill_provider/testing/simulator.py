@@ -33,9 +33,9 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from airflow_backfill_provider.exceptions import ConfigurationError
-from airflow_backfill_provider.historian import history_tables
-from airflow_backfill_provider.planning import parse_duration, to_utc
-from airflow_backfill_provider.schema import HISTORY_COLUMNS, TAG_TYPES
+from airflow_backfill_provider.historian.queries import history_tables
+from airflow_backfill_provider.historian.schema import HISTORY_COLUMNS, TAG_TYPES
+from airflow_backfill_provider.utils import parse_duration, to_utc
 
 log = logging.getLogger(__name__)
 

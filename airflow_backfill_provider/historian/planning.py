@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from datetime import datetime, timedelta
 
-from airflow_backfill_provider.exceptions import ConfigurationError
-
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.I)
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+from airflow_backfill_provider.utils import parse_duration, to_utc
 
 # Airflow's default [core] max_map_length: a mapped task refuses more task instances than this.
 DEFAULT_MAX_CHUNKS = 1024
@@ -38,56 +33,6 @@ class Chunk:
         d = asdict(self)
         d["tags"] = list(self.tags)
         return d
-
-
-def parse_duration(value: str | int | float | timedelta, what: str = "duration") -> timedelta:
-    """Parse ``"15m"``, ``"6h"``, ``"1d"``, ``"2w"`` or a number of seconds into a positive timedelta."""
-    if isinstance(value, timedelta):
-        td = value
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        td = timedelta(seconds=value)
-    else:
-        m = _DURATION.match(str(value))
-        if not m:
-            raise ValueError(
-                f"Invalid {what} {value!r}: use a number with a unit s, m, h, d or w, e.g. '6h' or '1d'."
-            )
-        td = timedelta(seconds=int(m.group(1)) * _UNIT_SECONDS[m.group(2).lower()])
-    if td <= timedelta(0):
-        raise ValueError(f"Invalid {what} {value!r}: it must be greater than zero.")
-    return td
-
-
-def to_utc(value: str | datetime, what: str = "timestamp") -> datetime:
-    """Parse an ISO 8601 string or datetime into an aware UTC datetime (naive input is taken as UTC)."""
-    if isinstance(value, datetime):
-        dt = value
-    else:
-        try:
-            dt = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
-        except ValueError as err:
-            raise ConfigurationError(
-                f"Invalid {what} {value!r}: use ISO 8601, e.g. '2025-01-01T00:00:00+00:00'."
-            ) from err
-    dt = dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
-    # A plain datetime, also for pendulum input: pendulum and stdlib instants mix badly in arithmetic.
-    return datetime(*dt.timetuple()[:6], dt.microsecond, tzinfo=timezone.utc)
-
-
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off", "", "none"}
-
-
-def as_bool(value: Any, what: str) -> bool:
-    """Strict boolean from a bool or a rendered template string ('True', 'false', ...)."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ConfigurationError(f"Invalid {what} {value!r}: use true or false.")
 
 
 def select_tags(

@@ -22,8 +22,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
 from airflow_backfill_provider.exceptions import ConfigurationError
-from airflow_backfill_provider.planning import parse_duration
-from airflow_backfill_provider.schema import quote_identifier
+from airflow_backfill_provider.utils import parse_duration, quote_identifier
 
 # Execution statuses as Temporal's visibility spells them (``ExecutionStatus = 'TimedOut'``).
 RUNNING = "Running"

@@ -7,8 +7,9 @@ apart between source and target. No Airflow import: unit-tested directly.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+
+from airflow_backfill_provider.utils import quote_identifier
 
 # A column's kind decides its type in every system. "datetime" values are UTC instants.
 KINDS = ("datetime", "str", "float", "int")
@@ -88,7 +89,6 @@ _CLICKHOUSE_TYPES = {
     "float": "Float64",
     "int": "Int64",
 }
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def tag_type_codes(names: list[str] | tuple[str, ...]) -> list[int]:
@@ -99,21 +99,6 @@ def tag_type_codes(names: list[str] | tuple[str, ...]) -> list[int]:
     if unknown:
         raise ValueError(f"Unknown tag type(s) {unknown}; choose from {sorted(TAG_TYPES)}.")
     return sorted({TAG_TYPES[str(n).lower()] for n in names})
-
-
-def check_identifier(name: str, what: str = "table name") -> str:
-    """Return ``name`` if it is a plain SQL identifier (optionally ``db.table``), else raise."""
-    parts = str(name).split(".")
-    if len(parts) > 2 or not all(_IDENTIFIER.match(p) for p in parts):
-        raise ValueError(
-            f"Invalid {what} {name!r}: use letters, digits and underscores, optionally as database.table."
-        )
-    return name
-
-
-def quote_identifier(name: str) -> str:
-    """Backtick-quote a checked ``table`` or ``db.table`` for ClickHouse."""
-    return ".".join(f"`{p}`" for p in check_identifier(name).split("."))
 
 
 def clickhouse_history_ddl(table: str = DEFAULT_TABLE) -> str:
