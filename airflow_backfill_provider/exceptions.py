@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class BackfillProviderError(Exception):
     """Base class of every error this provider raises on purpose."""
@@ -21,3 +24,18 @@ class CircuitOpenError(SourceUnavailableError):
 
 class ReconciliationError(BackfillProviderError):
     """Rows written to the target do not match the rows read from the source."""
+
+
+@contextmanager
+def fail_without_retry() -> Iterator[None]:
+    """Turn a :class:`ConfigurationError` raised inside the block into a task failure with no retry.
+
+    The one place where bad input becomes Airflow's ``AirflowFailException``: retrying cannot fix a
+    wrong Param, connection field or setting, so the task fails at once with the message as is.
+    """
+    try:
+        yield
+    except ConfigurationError as err:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(str(err)) from err
