@@ -57,7 +57,7 @@ def get_provider_info() -> dict:
             },
         ],
         # The "clickhouse" connection type belongs to apache-airflow-providers-clickhousedb; our
-        # ClickHouseHook reuses it (with an optional "chdb_path" extra) instead of registering a twin.
+        # ClickHouseBackfillHook reuses it (with an optional "chdb_path" extra) instead of registering a twin.
         "connection-types": [
             {
                 "hook-class-name": "airflow_backfill_provider.hooks.wonderware.WonderwareHook",

@@ -14,7 +14,7 @@
 Cases:
 
 * ``ours``: what ``WonderwareToClickHouseOperator`` runs (``transfer.transfer_chunk`` with
-  ``WonderwareHook`` and ``ClickHouseHook``) over the chunks ``planning.plan_chunks`` makes of the
+  ``WonderwareHook`` and ``ClickHouseBackfillHook``) over the chunks ``planning.plan_chunks`` makes of the
   window, one after the other in one process (one Airflow worker slot); Arrow reader;
 * ``ours_dbapi``: the same with the connection extra ``reader=dbapi`` (the fallback);
 * ``seed``: seed 004's algorithm: 1-day × 10-tag chunks, ``BETWEEN`` on both ends, ``Value IS NOT
@@ -23,7 +23,7 @@ Cases:
 * ``python_streaming``: server-side cursor, 50k-row batches transposed to columns,
   ``client.insert(column_oriented=True)``;
 * ``generic_transfer``: Airflow's ``GenericTransfer`` from the Wonderware hook into the clickhousedb
-  provider's ``ClickHouseHook`` (``insert_rows``: row-at-a-time INSERTs), capped at
+  provider's ``ClickHouseBackfillHook`` (``insert_rows``: row-at-a-time INSERTs), capped at
   ``--generic-rows`` (default 2,000) rows because it moves ~80 rows/s;
 * ``raw_read``: the source query through a psycopg server-side cursor as tuples, nothing inserted;
 * ``raw_insert``: prepared Python column lists (read before the clock starts) inserted columnar.
@@ -122,13 +122,13 @@ def run_case(args) -> dict:
     import clickhouse_connect  # noqa: F401 - loaded before the clock, as in any task process
     import pyarrow  # noqa: F401
 
-    from airflow_backfill_provider.hooks.clickhouse import ClickHouseHook
+    from airflow_backfill_provider.hooks.clickhouse import ClickHouseBackfillHook
 
     start, end = _parse(args.start), _parse(args.end)
     work = tempfile.mkdtemp(prefix="bench-case-", dir=args.workdir)
     chdb_path = os.path.join(work, "chdb")
     _conns(args.url, chdb_path, "dbapi" if args.case == "ours_dbapi" else "arrow")
-    target = ClickHouseHook(clickhouse_conn_id="bench_clickhouse")
+    target = ClickHouseBackfillHook(clickhouse_conn_id="bench_clickhouse")
     with target.session() as client:  # loads the embedded engine before the clock starts
         target.ensure_history_table(client, TABLE)
     tags = _tags(args.url)
@@ -300,7 +300,7 @@ def case_generic_transfer(args, tags, start, end, target, _prepared) -> int:
         insert_args={"target_fields": list(HISTORY_COLUMN_NAMES)},
     )
     # The hooks GenericTransfer would look up by connection type, given directly: the provider's
-    # ClickHouseHook (ours subclasses it only to open the embedded engine under its lock).
+    # ClickHouseBackfillHook (ours subclasses it only to open the embedded engine under its lock).
     op.__dict__["source_hook"] = WonderwareHook(wonderware_conn_id="bench_wonderware")
     op.__dict__["destination_hook"] = target
     op.execute(context={})

@@ -12,7 +12,7 @@ whole source window has been read):
    end state depends only on the source.
 
 With a target that can stage (``open_stage``/``stage_spool``/``commit_stage``, as
-:class:`~airflow_backfill_provider.hooks.clickhouse.ClickHouseHook` can), the two phases overlap:
+:class:`~airflow_backfill_provider.hooks.clickhouse.ClickHouseBackfillHook` can), the two phases overlap:
 each spool file is inserted into a staging table by a writer thread while the source is still
 being read, and the write phase shrinks to "delete the window, move the staged parts in" (no data
 copied). The target's window still changes only after a complete read; a failed read drops the

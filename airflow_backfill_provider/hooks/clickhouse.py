@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.clickhousedb.hooks.clickhouse import ClickHouseConnection
-from airflow.providers.clickhousedb.hooks.clickhouse import ClickHouseHook as _BaseClickHouseHook
+from airflow.providers.clickhousedb.hooks.clickhouse import ClickHouseBackfillHook as _BaseClickHouseHook
 
 from airflow_backfill_provider.exceptions import ConfigurationError, ReconciliationError
 from airflow_backfill_provider.historian.schema import (
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 DEFAULT_LOCK_TIMEOUT = 600.0
 # Rows per insert_arrow request when streaming a spool file to a ClickHouse server.
 SERVER_INSERT_ROWS = 500_000
-# A part size no chunk reaches: staged parts are always compact (see ClickHouseHook.open_stage).
+# A part size no chunk reaches: staged parts are always compact (see ClickHouseBackfillHook.open_stage).
 _NEVER_WIDE = 2**62
 
 _WINDOW_WHERE = (
@@ -87,7 +87,7 @@ class _LockedConnection(ClickHouseConnection):
             self._release()
 
 
-class ClickHouseHook(_BaseClickHouseHook):
+class ClickHouseBackfillHook(_BaseClickHouseHook):
     """
     ClickHouse server or embedded chdb, with the operations a backfill needs.
 

@@ -116,11 +116,11 @@ class WonderwareToClickHouseOperator(BaseOperator):
             return {**summary, "rows": 0, "source_rows": rows, "seconds": 0.0, "dry_run": True}
 
         from airflow_backfill_provider.historian.transfer import transfer_chunk
-        from airflow_backfill_provider.hooks.clickhouse import ClickHouseHook
+        from airflow_backfill_provider.hooks.clickhouse import ClickHouseBackfillHook
 
         result = transfer_chunk(
             source,
-            ClickHouseHook(clickhouse_conn_id=self.clickhouse_conn_id),
+            ClickHouseBackfillHook(clickhouse_conn_id=self.clickhouse_conn_id),
             table=self.table,
             tags=tags,
             start=start,

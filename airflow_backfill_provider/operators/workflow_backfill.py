@@ -316,9 +316,9 @@ class TemporalBackfillGapsOperator(BaseOperator):
         """Insert the requests not recorded yet; returns how many were new."""
         if not rows:
             return 0
-        from airflow_backfill_provider.hooks.clickhouse import ClickHouseHook
+        from airflow_backfill_provider.hooks.clickhouse import ClickHouseBackfillHook
 
-        with ClickHouseHook(clickhouse_conn_id=self.clickhouse_conn_id).session() as client:
+        with ClickHouseBackfillHook(clickhouse_conn_id=self.clickhouse_conn_id).session() as client:
             client.command(backfill_requests_ddl(self.table))
             existing = {
                 row[0]

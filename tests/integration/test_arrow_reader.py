@@ -147,9 +147,9 @@ def ch(monkeypatch, chdb_path):
     monkeypatch.setenv(
         "AIRFLOW_CONN_CH_ARROW", json.dumps({"conn_type": "clickhouse", "extra": {"chdb_path": chdb_path}})
     )
-    from airflow_backfill_provider.hooks.clickhouse import ClickHouseHook
+    from airflow_backfill_provider.hooks.clickhouse import ClickHouseBackfillHook
 
-    return ClickHouseHook("ch_arrow")
+    return ClickHouseBackfillHook("ch_arrow")
 
 
 def test_transfer_is_exact_whichever_reader_and_write_path(historian, ch, tmp_path):

@@ -1,4 +1,4 @@
-"""ClickHouseHook against the real embedded ClickHouse engine (chdb), across processes."""
+"""ClickHouseBackfillHook against the real embedded ClickHouse engine (chdb), across processes."""
 
 from __future__ import annotations
 
@@ -46,9 +46,9 @@ def spool(tmp_path, batch, name="s.arrows"):
 
 
 def hook(conn_id):
-    from airflow_backfill_provider.hooks.clickhouse import ClickHouseHook
+    from airflow_backfill_provider.hooks.clickhouse import ClickHouseBackfillHook
 
-    return ClickHouseHook(clickhouse_conn_id=conn_id)
+    return ClickHouseBackfillHook(clickhouse_conn_id=conn_id)
 
 
 def test_history_table_ddl(ch_conn):
@@ -111,9 +111,9 @@ def _write_window(conn_json, tag, path):
     import os
 
     os.environ["AIRFLOW_CONN_CH_MP"] = conn_json
-    from airflow_backfill_provider.hooks.clickhouse import ClickHouseHook
+    from airflow_backfill_provider.hooks.clickhouse import ClickHouseBackfillHook
 
-    ClickHouseHook(clickhouse_conn_id="ch_mp").replace_window(
+    ClickHouseBackfillHook(clickhouse_conn_id="ch_mp").replace_window(
         table="H", tags=[tag], start=T0, end=T0 + timedelta(days=1), spool_path=path, expected_rows=500
     )
 
@@ -158,9 +158,9 @@ def counting_hook(conn_id, **overrides):
     """The real hook, counting the engine sessions it opens (optionally with methods replaced)."""
     from contextlib import contextmanager
 
-    from airflow_backfill_provider.hooks.clickhouse import ClickHouseHook
+    from airflow_backfill_provider.hooks.clickhouse import ClickHouseBackfillHook
 
-    class Counting(ClickHouseHook):
+    class Counting(ClickHouseBackfillHook):
         sessions = 0
 
         @contextmanager
@@ -211,7 +211,7 @@ def test_staged_load_commits_in_the_writers_session_with_compact_parts(ch_conn, 
 
 def test_staged_commit_catches_a_concurrent_writer_and_leaves_no_stage(ch_conn, tmp_path):
     from airflow_backfill_provider.historian.transfer import transfer_chunk
-    from airflow_backfill_provider.hooks.clickhouse import ClickHouseHook
+    from airflow_backfill_provider.hooks.clickhouse import ClickHouseBackfillHook
 
     tags = ["A"]
     window = (T0, T0 + timedelta(days=1))
@@ -219,7 +219,7 @@ def test_staged_commit_catches_a_concurrent_writer_and_leaves_no_stage(ch_conn, 
 
     def clear_then_someone_writes(self, client, table, tags, start, end):
         # another writer lands a row in the window between our delete and our move
-        removed = ClickHouseHook._clear_window(self, client, table, tags, start, end)
+        removed = ClickHouseBackfillHook._clear_window(self, client, table, tags, start, end)
         client.insert_arrow(table, pa.Table.from_batches([stray]))
         return removed
 

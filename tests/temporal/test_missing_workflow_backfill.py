@@ -52,9 +52,9 @@ def clickhouse(tmp_path_factory):
         "AIRFLOW_CONN_CLICKHOUSE_DEFAULT",
         json.dumps({"conn_type": "clickhouse", "extra": {"chdb_path": str(path)}}),
     )
-    from airflow_backfill_provider.hooks.clickhouse import ClickHouseHook
+    from airflow_backfill_provider.hooks.clickhouse import ClickHouseBackfillHook
 
-    yield ClickHouseHook()
+    yield ClickHouseBackfillHook()
     mp.undo()
 
 
