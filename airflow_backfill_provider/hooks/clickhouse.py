@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.clickhousedb.hooks.clickhouse import ClickHouseConnection
-from airflow.providers.clickhousedb.hooks.clickhouse import ClickHouseBackfillHook as _BaseClickHouseHook
+from airflow.providers.clickhousedb.hooks.clickhouse import ClickHouseHook as _BaseClickHouseHook
 
 from airflow_backfill_provider.exceptions import ConfigurationError, ReconciliationError
 from airflow_backfill_provider.historian.schema import (

@@ -11,13 +11,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mssql, postgresql, sqlite
 
-from airflow_backfill_provider.testing import simulator as sim
 from airflow_backfill_provider.exceptions import ConfigurationError
 from airflow_backfill_provider.historian.schema import (
     HISTORY_COLUMN_NAMES,
     HISTORY_COLUMNS,
     TAG_TYPES,
 )
+from airflow_backfill_provider.testing import simulator as sim
 
 START = datetime(2025, 1, 1)
 END = datetime(2025, 1, 3)  # two days
