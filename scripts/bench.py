@@ -23,7 +23,7 @@ Cases:
 * ``python_streaming``: server-side cursor, 50k-row batches transposed to columns,
   ``client.insert(column_oriented=True)``;
 * ``generic_transfer``: Airflow's ``GenericTransfer`` from the Wonderware hook into the clickhousedb
-  provider's ``ClickHouseBackfillHook`` (``insert_rows``: row-at-a-time INSERTs), capped at
+  provider's ``ClickHouseHook`` (``insert_rows``: row-at-a-time INSERTs), capped at
   ``--generic-rows`` (default 2,000) rows because it moves ~80 rows/s;
 * ``raw_read``: the source query through a psycopg server-side cursor as tuples, nothing inserted;
 * ``raw_insert``: prepared Python column lists (read before the clock starts) inserted columnar.
@@ -300,7 +300,7 @@ def case_generic_transfer(args, tags, start, end, target, _prepared) -> int:
         insert_args={"target_fields": list(HISTORY_COLUMN_NAMES)},
     )
     # The hooks GenericTransfer would look up by connection type, given directly: the provider's
-    # ClickHouseBackfillHook (ours subclasses it only to open the embedded engine under its lock).
+    # ClickHouseHook (our ClickHouseBackfillHook subclasses it only to open the embedded engine under its lock).
     op.__dict__["source_hook"] = WonderwareHook(wonderware_conn_id="bench_wonderware")
     op.__dict__["destination_hook"] = target
     op.execute(context={})
