@@ -17,6 +17,7 @@ from airflow_backfill_provider.historian.schema import (
     HISTORY_COLUMNS,
     TAG_TYPES,
 )
+from airflow_backfill_provider.testing import generation
 from airflow_backfill_provider.testing import simulator as sim
 
 START = datetime(2025, 1, 1)
@@ -155,7 +156,7 @@ def test_values_quality_and_constants_per_type():
     assert set(discrete.column("Value").to_pylist()) == {0.0, 1.0}
     assert set(discrete.column("VValue").to_pylist()) == {"0", "1"}
 
-    bad = analog.filter(pc.equal(analog.column("Quality"), sim._BAD))
+    bad = analog.filter(pc.equal(analog.column("Quality"), generation._BAD))
     assert 0 < bad.num_rows < analog.num_rows * 0.2
     assert bad.column("Value").null_count == bad.num_rows == analog.column("Value").null_count
     assert set(bad.column("OPCQuality").to_pylist()) == {24}
@@ -168,11 +169,11 @@ def test_values_quality_and_constants_per_type():
     everything = history(config())
     assert everything.column("Quality").to_pylist().count(133) == 12  # first row of each tag
     assert everything.column("DateTime").equals(everything.column("StartDateTime"))
-    for name, value in sim._CONSTANTS.items():
+    for name, value in generation.CONSTANT_COLUMNS.items():
         assert set(everything.column(name).to_pylist()) == {value}
-    for name in sim._ALWAYS_NULL:
+    for name in generation.NULL_COLUMNS:
         assert everything.column(name).null_count == everything.num_rows
-    for name in sim._GENERATED:
+    for name in generation._GENERATED:
         assert everything.column(name).null_count < everything.num_rows
 
 
