@@ -9,7 +9,7 @@ UV := $(shell command -v uv 2>/dev/null)
 $(VENV)/.installed: setup.py requirements-dev.txt
 	@if [ -z "$(UV)" ]; then python3 -m pip install -q uv; fi
 	uv venv -q --allow-existing -p 3.11 $(VENV) || uv venv -q --allow-existing $(VENV)
-	uv pip install -q -p $(PY) -r requirements-dev.txt -e '.[postgres,sqlite,redis,kubernetes]'
+	uv pip install -q -p $(PY) -r requirements-dev.txt -e '.[postgres,sqlite,redis,kubernetes,simulator]'
 	@# Every Airflow process (scheduler, each task, each test subprocess) imports thousands of
 	@# modules; with PYTHONDONTWRITEBYTECODE set (as on CI machines) nothing is ever cached, so
 	@# compile once here: it halves the start-up of every task process.

@@ -29,7 +29,6 @@ setup(
         "chdb>=3.0",
         "SQLAlchemy>=2.0",
         "pyarrow>=15",
-        "numpy>=1.24",  # the historian simulator
         "pendulum>=3.0",
         "temporalio>=1.9",
     ],
@@ -39,6 +38,8 @@ setup(
         "sqlite": ["adbc-driver-sqlite>=1.0"],
         "redis": ["apache-airflow-providers-redis>=4.0", "redis>=5"],
         "kubernetes": ["apache-airflow-providers-cncf-kubernetes>=10.0"],
+        # the historian simulator (`wonderware-simulator`, airflow_backfill_provider.testing)
+        "simulator": ["numpy>=1.24"],
     },
     entry_points={
         "apache_airflow_provider": [
