@@ -1,9 +1,9 @@
 """`make bench`: History → ClickHouse throughput and memory, ours against the baselines, in one run.
 
-1. starts a throwaway PostgreSQL (tests/services.py) and fills ``History`` with the simulator:
-   ``--rows`` rows (default 1M) of ``--tags`` tags (default 100) at one row per minute per tag,
-   with a row per tag on every UTC midnight (the boundary rows the seed reads twice) and the hostile
-   tag names;
+1. starts a throwaway PostgreSQL (``airflow_backfill_provider.testing.services``) and fills
+   ``History`` with the simulator: ``--rows`` rows (default 1M) of ``--tags`` tags (default 100) at
+   one row per minute per tag, with a row per tag on every UTC midnight (the boundary rows the seed
+   reads twice) and the hostile tag names;
 2. runs every case ``--repeat`` times (default 3), each run in its own fresh process (this script
    with ``--case``), into a fresh embedded ClickHouse (chdb) that the process loads *before* the
    clock starts (the engine alone is ~340 MB; "added" memory is peak RSS minus RSS just before);
@@ -49,8 +49,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "scripts"))
 
 UTC = timezone.utc
 START = datetime(2025, 1, 1)
@@ -326,14 +324,13 @@ def _parse(value: str) -> datetime:
 
 
 def make_dataset(base_url: str, name: str, rows: int, tags: int) -> dict:
-    from services import create_database
+    from airflow_backfill_provider.testing.services import postgres_historian
+    from airflow_backfill_provider.testing.simulator import SimulatorConfig
 
-    from airflow_backfill_provider.testing.simulator import SimulatorConfig, simulate
-
-    url = create_database(base_url, name)
     end = START + timedelta(seconds=RATE * rows / tags)
-    summary = simulate(
-        url,
+    url, summary = postgres_historian(
+        base_url,
+        name,
         SimulatorConfig(
             start=START,
             end=end,
@@ -344,7 +341,6 @@ def make_dataset(base_url: str, name: str, rows: int, tags: int) -> dict:
             boundary_every=timedelta(days=1),
             hostile_tags=True,
         ),
-        replace=True,
     )
     return {"url": url, "start": START, "end": end, "summary": summary.as_dict()}
 
@@ -492,7 +488,7 @@ def main(argv=None) -> int:
         say(json.dumps(run_case(args)))
         return 0
     if args.orchestration:
-        from bench_orchestration import orchestration
+        from bench_orchestration import orchestration  # a sibling: Python puts scripts/ on the path
 
         return orchestration(args)
 
@@ -500,7 +496,7 @@ def main(argv=None) -> int:
     unknown = set(cases) - set(CASES)
     if unknown:
         parser.error(f"unknown cases {sorted(unknown)}; choose from {CASES}")
-    from services import postgres_server
+    from airflow_backfill_provider.testing.services import postgres_server
 
     began = time.monotonic()
     host = machine()

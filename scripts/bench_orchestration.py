@@ -2,8 +2,8 @@
 
 A real native backfill (``airflow backfill create`` over ``--days`` daily intervals,
 ``--max-active-runs 4``, scheduler + ``airflow api-server --apps execution``, LocalExecutor, SQLite
-metadata DB; the runner of ``make demo``, scripts/native_backfill.py) of a simulated SQLite
-historian into embedded ClickHouse. It reports the backfill's wall time (from ``backfill create``
+metadata DB; the runner of ``make demo``, ``airflow_backfill_provider.testing.stack``) of a
+simulated SQLite historian into embedded ClickHouse. It reports the backfill's wall time (from ``backfill create``
 until the last run finished) against the sum of the chunk task durations, the sum of all task
 durations, and the import cost of the DAG file and the operator module in a fresh process (paid by
 the DAG processor on every parse and by every task process). The last line is one JSON object.
@@ -61,9 +61,8 @@ def import_costs(repeat: int = 3) -> dict:
 
 
 def orchestration(args) -> int:
-    from native_backfill import AirflowStack
-
     from airflow_backfill_provider.testing.simulator import SimulatorConfig, simulate
+    from airflow_backfill_provider.testing.stack import AirflowStack, backfill_args, wonderware_backfill_env
 
     days = getattr(args, "days", None) or 14
     tags = min(args.tags, 40)
@@ -85,31 +84,18 @@ def orchestration(args) -> int:
             replace=True,
         )
         say(f"Simulated {sim.total_rows:,} rows of {tags} tags over {days} days into SQLite")
-        last_day = (START + timedelta(days=days - 1)).date().isoformat()
+        first_day, last_day = START.date(), (START + timedelta(days=days - 1)).date()
         stack = AirflowStack(
             home=work / "airflow",
+            dags_folder=ROOT / "dags",
             parallelism=4,
-            extra_env={
-                "AIRFLOW_CONN_WONDERWARE_DEFAULT": json.dumps(
-                    {"conn_type": "wonderware", "extra": {"sqlalchemy_url": historian_url}}
-                ),
-                "AIRFLOW_CONN_CLICKHOUSE_DEFAULT": json.dumps(
-                    {"conn_type": "clickhouse", "extra": {"chdb_path": str(chdb_path)}}
-                ),
-                "WONDERWARE_BACKFILL_START_DATE": START.date().isoformat(),
-                "WONDERWARE_BACKFILL_END_DATE": last_day,
-                "WONDERWARE_BACKFILL_CATCHUP": "false",
-            },
+            extra_env=wonderware_backfill_env(historian_url, chdb_path, first_day, last_day),
         )
         say("Preparing Airflow (metadata DB, DAG serialization) …")
         stack.prepare(DAG_ID)
         # One chunk per interval (a day of all tags), as the bench sizes chunks.
         conf = {"tag_group_size": tags, "chunk_window": "1d"}
-        backfill = [
-            "backfill", "create", "--dag-id", DAG_ID,
-            "--from-date", START.date().isoformat(), "--to-date", last_day,
-            "--max-active-runs", "4", "--dag-run-conf", json.dumps(conf),
-        ]  # fmt: skip
+        backfill = backfill_args(DAG_ID, first_day, last_day, max_active_runs=4, conf=conf)
         say("$ airflow " + " ".join(backfill))
         t0 = time.monotonic()
         stack.cli(*backfill)

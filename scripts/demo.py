@@ -18,11 +18,10 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import sqlalchemy as sa
+from airflow_backfill_provider.testing.counts import clickhouse_counts, source_days
+from airflow_backfill_provider.testing.stack import AirflowStack, backfill_args, wonderware_backfill_env
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from native_backfill import ROOT, AirflowStack  # noqa: E402
-
+ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"
 START = datetime(2025, 1, 1)
 DAYS = 3
@@ -32,32 +31,6 @@ DAG_ID = "wonderware_backfill"
 
 def say(message: str) -> None:
     print(message, flush=True)  # noqa: T201 - a command-line script
-
-
-def source_rows(url: str) -> dict[str, int]:
-    engine = sa.create_engine(url)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                'SELECT substr("DateTime", 1, 10), count(*) FROM "History" '
-                "WHERE \"TagName\" NOT LIKE 'Sys%' GROUP BY 1"
-            )
-        ).all()
-    engine.dispose()
-    return {day: n for day, n in rows}
-
-
-def clickhouse_rows(chdb_path: Path) -> dict[str, int]:
-    import clickhouse_connect
-
-    client = clickhouse_connect.get_client(dsn=f"chdb://{chdb_path}")
-    try:
-        if not client.command("EXISTS TABLE WonderwareHistory"):
-            return {}
-        rows = client.query("SELECT toString(toDate(DateTime)), count() FROM WonderwareHistory GROUP BY 1")
-        return {day: n for day, n in rows.result_rows}
-    finally:
-        client.close()
 
 
 def main() -> int:
@@ -86,31 +59,18 @@ def main() -> int:
         f"Simulated {sim.total_rows:,} History rows of {sum(sim.tags.values())} tags {sim.tags} in {sim.seconds:.1f}s"
     )
 
-    last_day = (START + timedelta(days=DAYS - 1)).date().isoformat()
+    first_day, last_day = START.date(), (START + timedelta(days=DAYS - 1)).date()
     stack = AirflowStack(
         home=DEMO / "airflow",
+        dags_folder=ROOT / "dags",
         parallelism=4,
-        extra_env={
-            "AIRFLOW_CONN_WONDERWARE_DEFAULT": json.dumps(
-                {"conn_type": "wonderware", "extra": {"sqlalchemy_url": historian_url}}
-            ),
-            "AIRFLOW_CONN_CLICKHOUSE_DEFAULT": json.dumps(
-                {"conn_type": "clickhouse", "extra": {"chdb_path": str(chdb_path)}}
-            ),
-            "WONDERWARE_BACKFILL_START_DATE": START.date().isoformat(),
-            "WONDERWARE_BACKFILL_END_DATE": last_day,
-            # The backfill below creates the runs; catchup would only race it for the same intervals.
-            "WONDERWARE_BACKFILL_CATCHUP": "false",
-        },
+        extra_env=wonderware_backfill_env(historian_url, chdb_path, first_day, last_day),
     )
     say("Preparing Airflow (metadata DB, DAG serialization) …")
     stack.prepare(DAG_ID)
-    backfill = [
-        "backfill", "create", "--dag-id", DAG_ID,
-        "--from-date", START.date().isoformat(), "--to-date", last_day,
-        "--max-active-runs", "2",
-        "--dag-run-conf", json.dumps({"tag_group_size": 10, "chunk_window": "12h"}),
-    ]  # fmt: skip
+    backfill = backfill_args(
+        DAG_ID, first_day, last_day, max_active_runs=2, conf={"tag_group_size": 10, "chunk_window": "12h"}
+    )
     say("$ airflow " + " ".join(backfill))
     stack.cli(*backfill)
     with stack.running():
@@ -118,7 +78,7 @@ def main() -> int:
         runs = stack.wait_for_runs(DAG_ID, expected=DAYS, timeout=480)
     chunk_seconds = sum(stack.task_durations(DAG_ID, "fetch_insert"))
 
-    src, dst = source_rows(historian_url), clickhouse_rows(chdb_path)
+    src, dst = source_days(historian_url), clickhouse_counts(chdb_path, by="day")
     say("")
     say(f"{'interval':<25} {'run state':<10} {'source rows':>12} {'clickhouse rows':>16}  match")
     mismatched = []

@@ -7,7 +7,6 @@ of the root conftest, before any test module imports Airflow.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -15,7 +14,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
 
 _AIRFLOW_HOME = tempfile.mkdtemp(prefix="abp-airflow-home-")
 os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
@@ -25,7 +23,7 @@ os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 
-from services import create_database, postgres_server  # noqa: E402
+from airflow_backfill_provider.testing.services import create_database, postgres_server  # noqa: E402
 
 
 @pytest.fixture(scope="session")

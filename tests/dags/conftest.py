@@ -29,8 +29,7 @@ def dagbag(airflow_db):
 def historian_server(postgres_server_url):
     """A PostgreSQL historian with 2 days of 12 tags (+ Sys tags), boundary rows at every midnight,
     and the hostile tag names. Shared read-only by the DAG tests."""
-    from services import create_database
-
+    from airflow_backfill_provider.testing.services import create_database
     from airflow_backfill_provider.testing.simulator import SimulatorConfig, simulate
 
     url = create_database(postgres_server_url, "historian")

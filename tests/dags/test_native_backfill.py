@@ -7,44 +7,21 @@ it), three daily intervals: day 2 fails, days 1 and 3 land. After the source is 
 
 from __future__ import annotations
 
-import json
-import sys
+import os
+from datetime import date
 from pathlib import Path
 
 import sqlalchemy as sa
 from conftest import faulty_historian
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
+from airflow_backfill_provider.testing.counts import clickhouse_counts, source_days
+from airflow_backfill_provider.testing.stack import AirflowStack, backfill_args, wonderware_backfill_env
 
-
-def day_counts(engine, table: str) -> dict[str, int]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                f"SELECT to_char(\"DateTime\", 'YYYY-MM-DD'), count(*) FROM {table} "
-                "WHERE \"TagName\" NOT LIKE 'Sys%' GROUP BY 1"
-            )
-        ).all()
-    return dict(rows)
-
-
-def clickhouse_days(chdb_path) -> dict[str, int]:
-    import clickhouse_connect
-
-    client = clickhouse_connect.get_client(dsn=f"chdb://{chdb_path}")
-    try:
-        if not client.command("EXISTS TABLE WonderwareHistory"):
-            return {}
-        rows = client.query("SELECT toString(toDate(DateTime)), count() FROM WonderwareHistory GROUP BY 1")
-        return dict(rows.result_rows)
-    finally:
-        client.close()
+DAGS_FOLDER = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+JAN1, JAN3 = date(2025, 1, 1), date(2025, 1, 3)
 
 
 def test_native_backfill_then_reprocess_failed(postgres_url, tmp_path):
-    from native_backfill import AirflowStack
-
     engine = faulty_historian(
         postgres_url,
         days=3,
@@ -63,31 +40,30 @@ def test_native_backfill_then_reprocess_failed(postgres_url, tmp_path):
     chdb_path = tmp_path / "chdb"
     stack = AirflowStack(
         home=tmp_path / "airflow",
+        dags_folder=DAGS_FOLDER,
         parallelism=3,
         extra_env={
-            "AIRFLOW_CONN_WONDERWARE_DEFAULT": json.dumps(
-                {"conn_type": "wonderware", "extra": {"sqlalchemy_url": postgres_url, "retry_attempts": 1}}
+            **wonderware_backfill_env(
+                postgres_url, chdb_path, JAN1, JAN3, source_extra={"retry_attempts": 1}
             ),
-            "AIRFLOW_CONN_CLICKHOUSE_DEFAULT": json.dumps(
-                {"conn_type": "clickhouse", "extra": {"chdb_path": str(chdb_path)}}
-            ),
-            "WONDERWARE_BACKFILL_START_DATE": "2025-01-01",
-            "WONDERWARE_BACKFILL_END_DATE": "2025-01-03",
-            "WONDERWARE_BACKFILL_CATCHUP": "false",
             "WONDERWARE_BACKFILL_RETRIES": "0",
         },
     )
     stack.prepare("wonderware_backfill")
-    backfill = ["backfill", "create", "--dag-id", "wonderware_backfill", "--from-date", "2025-01-01",
-                "--to-date", "2025-01-03", "--max-active-runs", "3",
-                "--dag-run-conf", json.dumps({"chunk_window": "1d", "tag_group_size": 10})]  # fmt: skip
+    backfill = backfill_args(
+        "wonderware_backfill",
+        JAN1,
+        JAN3,
+        max_active_runs=3,
+        conf={"chunk_window": "1d", "tag_group_size": 10},
+    )
     stack.cli(*backfill)
     with stack.running():
         runs = stack.wait_for_runs("wonderware_backfill", expected=3, timeout=420)
     states = {str(r["data_interval_start"])[:10]: r["state"] for r in runs}
     assert states == {"2025-01-01": "success", "2025-01-02": "failed", "2025-01-03": "success"}
-    expected = day_counts(engine, "history_data")
-    landed = clickhouse_days(chdb_path)
+    expected = source_days(engine, "history_data")
+    landed = clickhouse_counts(chdb_path, by="day")
     assert landed == {d: n for d, n in expected.items() if d != "2025-01-02"}
 
     with engine.begin() as conn:
@@ -97,7 +73,7 @@ def test_native_backfill_then_reprocess_failed(postgres_url, tmp_path):
     with stack.running():
         runs = stack.wait_for_runs("wonderware_backfill", expected=3, timeout=420, want_all_success=True)
     assert {str(r["data_interval_start"])[:10]: r["state"] for r in runs} == dict.fromkeys(states, "success")
-    assert clickhouse_days(chdb_path) == expected
+    assert clickhouse_counts(chdb_path, by="day") == expected
     # only day 2 was run again: days 1 and 3 kept their single fetch_insert try
     tries = stack.query(
         "SELECT substr(r.data_interval_start, 1, 10), max(t.try_number) FROM task_instance t "

@@ -9,6 +9,8 @@ import pytest
 import sqlalchemy as sa
 from conftest import faulty_historian, set_connections
 
+from airflow_backfill_provider.testing.counts import clickhouse_counts
+
 UTC = timezone.utc
 JAN1 = datetime(2025, 1, 1, tzinfo=UTC)
 JAN2 = datetime(2025, 1, 2, tzinfo=UTC)
@@ -28,20 +30,6 @@ def source_counts(url: str, start: datetime, end: datetime, table: str = "Histor
         ).all()
     engine.dispose()
     return {t: n for t, n in rows}
-
-
-def clickhouse_counts(chdb_path: str) -> dict[str, int]:
-    import clickhouse_connect
-
-    client = clickhouse_connect.get_client(dsn=f"chdb://{chdb_path}")
-    try:
-        exists = client.command("EXISTS TABLE WonderwareHistory")
-        if not exists:
-            return {}
-        rows = client.query("SELECT TagName, count() FROM WonderwareHistory GROUP BY TagName").result_rows
-        return {t: n for t, n in rows}
-    finally:
-        client.close()
 
 
 def run(dagbag, logical_date: datetime, **conf):
@@ -160,7 +148,7 @@ def test_chunk_failing_mid_stream_succeeds_on_retry_and_ends_exact(
 
 
 def test_source_down_fails_clearly_and_writes_nothing(dagbag, chdb_path, monkeypatch):
-    from services import free_port
+    from airflow_backfill_provider.testing.services import free_port
 
     down = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/historian"
     set_connections(monkeypatch, source_url=down, chdb_path=chdb_path, source_extra={"retry_attempts": 2})
@@ -173,10 +161,9 @@ def test_source_down_fails_clearly_and_writes_nothing(dagbag, chdb_path, monkeyp
 
 
 def test_source_down_error_names_the_problem(monkeypatch, chdb_path):
-    from services import free_port
-
     from airflow_backfill_provider.exceptions import SourceUnavailableError
     from airflow_backfill_provider.hooks.wonderware import WonderwareHook
+    from airflow_backfill_provider.testing.services import free_port
 
     down = f"postgresql+psycopg://reader:s3cret-pw@127.0.0.1:{free_port()}/historian"
     set_connections(monkeypatch, source_url=down, chdb_path=chdb_path, source_extra={"retry_attempts": 2})

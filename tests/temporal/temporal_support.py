@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from services import free_port, wait_port
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
+
+from airflow_backfill_provider.testing.services import free_port, wait_port
 
 T = TypeVar("T")
 

@@ -146,7 +146,7 @@ def test_connection_ok_and_bad_namespace(hook):
 
 
 def test_unreachable_server_is_a_connection_error(monkeypatch, temporal_worker):
-    from services import free_port
+    from airflow_backfill_provider.testing.services import free_port
 
     monkeypatch.setenv(
         "AIRFLOW_CONN_TEMPORAL_DOWN",

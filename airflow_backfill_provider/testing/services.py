@@ -1,4 +1,4 @@
-"""Throwaway services on free loopback ports, started by the tests themselves.
+"""Throwaway services on free loopback ports, started by the tests, the demo and the bench themselves.
 
 PostgreSQL: ``initdb`` refuses to run as root, so when the tests run as root the cluster is created
 and run as the ``postgres`` user, in a temp directory it owns.
@@ -14,6 +14,10 @@ import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from airflow_backfill_provider.testing.simulator import SimulationSummary, SimulatorConfig
 
 
 def free_port() -> int:
@@ -80,3 +84,11 @@ def create_database(base_url: str, name: str) -> str:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     engine.dispose()
     return f"{base_url}/{name}"
+
+
+def postgres_historian(base_url: str, name: str, config: SimulatorConfig) -> tuple[str, SimulationSummary]:
+    """A simulated historian in a new database ``name`` on the server at ``base_url``: (URL, summary)."""
+    from airflow_backfill_provider.testing.simulator import simulate  # numpy only when one is made
+
+    url = create_database(base_url, name)
+    return url, simulate(url, config, replace=True)

@@ -1,8 +1,9 @@
-"""Run a real Airflow 3 native backfill from a script: metadata DB, scheduler and execution API.
+"""An isolated Airflow 3 for a real native backfill: metadata DB, scheduler and execution API.
 
 ``airflow backfill create`` only records the backfill; the scheduler creates and runs its DAG runs,
 and every task process talks to the task execution API (``airflow api-server --apps execution``).
-Verified traps (Airflow 3.3.2) this runner handles:
+The demo, the orchestration bench and the native-backfill test all start Airflow through
+:class:`AirflowStack`. Verified traps (Airflow 3.3.2) it handles:
 
 * on SQLite, create the backfill before the scheduler starts (else "database is locked");
 * the DAG must be unpaused, or its backfill runs stay queued forever;
@@ -13,30 +14,67 @@ Verified traps (Airflow 3.3.2) this runner handles:
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import sqlalchemy as sa
 
-ROOT = Path(__file__).resolve().parent.parent
+from airflow_backfill_provider.testing.services import free_port, wait_port
+
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-sys.path.insert(0, str(ROOT / "tests"))
-from services import free_port, wait_port  # noqa: E402
+
+
+def wonderware_backfill_env(
+    historian_url: str,
+    chdb_path: Path | str,
+    first_day: date,
+    last_day: date,
+    source_extra: Mapping[str, object] | None = None,
+) -> dict[str, str]:
+    """The default connections (a SQLAlchemy historian, embedded ClickHouse) and the
+    ``wonderware_backfill`` settings for a backfill of ``first_day`` to ``last_day``."""
+    return {
+        "AIRFLOW_CONN_WONDERWARE_DEFAULT": json.dumps(
+            {"conn_type": "wonderware", "extra": {"sqlalchemy_url": historian_url, **(source_extra or {})}}
+        ),
+        "AIRFLOW_CONN_CLICKHOUSE_DEFAULT": json.dumps(
+            {"conn_type": "clickhouse", "extra": {"chdb_path": str(chdb_path)}}
+        ),
+        "WONDERWARE_BACKFILL_START_DATE": first_day.isoformat(),
+        "WONDERWARE_BACKFILL_END_DATE": last_day.isoformat(),
+        # The backfill creates the runs; catchup would only race it for the same intervals.
+        "WONDERWARE_BACKFILL_CATCHUP": "false",
+    }
+
+
+def backfill_args(
+    dag_id: str, first_day: date, last_day: date, *, max_active_runs: int, conf: Mapping[str, object]
+) -> list[str]:
+    """The arguments of ``airflow backfill create`` for the daily intervals ``first_day``..``last_day``."""
+    return [
+        "backfill", "create", "--dag-id", dag_id,
+        "--from-date", first_day.isoformat(), "--to-date", last_day.isoformat(),
+        "--max-active-runs", str(max_active_runs), "--dag-run-conf", json.dumps(conf),
+    ]  # fmt: skip
 
 
 @dataclass
 class AirflowStack:
-    """An isolated Airflow installation in ``home``: SQLite metadata DB, LocalExecutor."""
+    """An isolated Airflow installation in ``home`` running the DAGs of ``dags_folder``: SQLite
+    metadata DB, LocalExecutor."""
 
     home: Path
-    dags_folder: Path = ROOT / "dags"
+    dags_folder: Path
     parallelism: int = 4
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: list[subprocess.Popen] = field(default_factory=list)
