@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
+from airflow_backfill_provider.exceptions import ConfigurationError
 from airflow_backfill_provider.utils import parse_duration, to_utc
 
 # Airflow's default [core] max_map_length: a mapped task refuses more task instances than this.
@@ -80,10 +81,10 @@ def plan_chunks(
     """
     start_dt, end_dt = to_utc(start, "start"), to_utc(end, "end")
     if end_dt <= start_dt:
-        raise ValueError(f"Empty or reversed interval: start {start_dt} is not before end {end_dt}.")
+        raise ConfigurationError(f"Empty or reversed interval: start {start_dt} is not before end {end_dt}.")
     step = parse_duration(window, "chunk window")
     if isinstance(tag_group_size, bool) or not isinstance(tag_group_size, int) or tag_group_size < 1:
-        raise ValueError(f"Invalid tag_group_size {tag_group_size!r}: it must be a positive integer.")
+        raise ConfigurationError(f"Invalid tag_group_size {tag_group_size!r}: it must be a positive integer.")
     names = sorted(set(tags))
     if not names:
         return []
@@ -96,7 +97,7 @@ def plan_chunks(
         cursor = nxt
     total = len(windows) * len(groups)
     if total > max_chunks:
-        raise ValueError(
+        raise ConfigurationError(
             f"The plan has {total} chunks ({len(windows)} windows × {len(groups)} tag groups), more than "
             f"the limit of {max_chunks} mapped tasks. Use a larger chunk window or tag group size, or "
             "raise [core] max_map_length."
@@ -158,10 +159,10 @@ def resolve_window(
     data_interval_end: datetime | None,
 ) -> tuple[datetime, datetime]:
     """The window a run works on: the explicit ``range_start``/``range_end`` Params if given, else
-    the run's data interval. Raises ValueError naming what is missing."""
+    the run's data interval. Raises ConfigurationError naming what is missing."""
     if range_start or range_end:
         if not (range_start and range_end):
-            raise ValueError(
+            raise ConfigurationError(
                 f"Set both range_start and range_end, or neither (got range_start={range_start!r}, "
                 f"range_end={range_end!r})."
             )
@@ -169,12 +170,12 @@ def resolve_window(
     elif data_interval_start is not None and data_interval_end is not None:
         start, end = to_utc(data_interval_start), to_utc(data_interval_end)
     else:
-        raise ValueError(
+        raise ConfigurationError(
             "This run has no data interval (a manual run without a logical date?). Trigger it with a "
             "logical date, or set the range_start and range_end Params."
         )
     if end <= start:
-        raise ValueError(
+        raise ConfigurationError(
             f"Empty window {start.isoformat()} – {end.isoformat()}: the DAG needs an interval timetable "
             "(e.g. CronDataIntervalTimetable), or set range_start before range_end."
         )
