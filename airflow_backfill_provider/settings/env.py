@@ -1,0 +1,117 @@
+"""Read one DAG's deployment settings from environment variables, each value checked on the way in.
+
+Every reader names the variable and the bad value in its error, so a broken deployment fails the DAG
+file's parse with a message that says what to fix. Unset variables take the default; no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+from croniter import croniter
+
+from airflow_backfill_provider.exceptions import ConfigurationError
+from airflow_backfill_provider.utils import as_bool, check_identifier, parse_duration, to_utc
+
+# Airflow expands @quarterly itself before croniter sees it; croniter knows the other presets.
+_AIRFLOW_ONLY_PRESETS = {"@quarterly": "0 0 1 */3 *"}
+
+
+class EnvReader:
+    """Typed, validated look-ups in one mapping of environment variables."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def _raw(self, name: str) -> str | None:
+        return self._environ.get(name)
+
+    def text(self, name: str, default: str) -> str:
+        """A non-empty string."""
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        if not raw.strip():
+            raise ConfigurationError(f"{name} is set but empty: set a value or unset it for {default!r}.")
+        return raw.strip()
+
+    def optional_text(self, name: str) -> str | None:
+        """A string, or ``None`` when unset or empty."""
+        raw = self._raw(name)
+        return raw.strip() if raw and raw.strip() else None
+
+    def integer(self, name: str, default: int, *, minimum: int) -> int:
+        """A whole number of at least ``minimum`` (0: non-negative, 1: positive)."""
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        kind = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise ConfigurationError(
+                f"{name} must be {kind}, got {raw!r}: set e.g. {default}, or unset it for that default."
+            )
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self._raw(name)
+        return default if raw is None else as_bool(raw, name)
+
+    def date(self, name: str, default: datetime | None) -> datetime | None:
+        """An instant in ISO 8601 (a bare date is its UTC midnight); empty means unset."""
+        raw = self.optional_text(name)
+        return default if raw is None else to_utc(raw, name)
+
+    def duration(self, name: str, default: timedelta, *, allow_zero: bool = False) -> timedelta:
+        """A plain number of seconds (``30``, ``1.5``) or a duration with a unit (``30s``, ``5m``, ``1h``)."""
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        text = raw.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            return parse_duration(text, name)
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ConfigurationError(
+                f"{name} must be a number of seconds of at least 0 or a duration such as '30s', got {raw!r}."
+            )
+        if seconds == 0 and allow_zero:
+            return timedelta(0)
+        return parse_duration(seconds, name)
+
+    def optional_duration(self, name: str, default: timedelta) -> timedelta | None:
+        """A duration as :meth:`duration`, or ``None`` when switched off (``0``, ``off``, ``none``, empty)."""
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        if _is_off(raw):
+            return None
+        return self.duration(name, default)
+
+    def identifier(self, name: str, default: str) -> str:
+        """A table name: letters, digits and underscores, optionally ``database.table``."""
+        return check_identifier(self.text(name, default), name)
+
+    def cron(self, name: str, default: str) -> str:
+        """A cron expression or preset that Airflow's cron timetables accept."""
+        value = self.text(name, default)
+        if not croniter.is_valid(_AIRFLOW_ONLY_PRESETS.get(value, value)):
+            raise ConfigurationError(
+                f"{name} must be a cron expression such as '0 * * * *' or a preset such as '@daily', "
+                f"got {value!r}."
+            )
+        return value
+
+
+def _is_off(raw: str) -> bool:
+    """True for the false spellings of :func:`~airflow_backfill_provider.utils.as_bool` ('0', 'off', '')."""
+    try:
+        return not as_bool(raw, "")
+    except ConfigurationError:
+        return False

@@ -1,0 +1,61 @@
+"""Deployment settings of the ``wonderware_backfill`` DAG (documented in docs/wonderware-backfill.md)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from airflow_backfill_provider.exceptions import ConfigurationError
+from airflow_backfill_provider.settings.env import EnvReader
+
+
+@dataclass(frozen=True)
+class WonderwareBackfillSettings:
+    """What a deployment sets through ``WONDERWARE_BACKFILL_*`` and the connection-id variables."""
+
+    schedule: str = "@daily"
+    start_date: datetime = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    end_date: datetime | None = None
+    catchup: bool = True
+    max_active_runs: int = 4
+    table: str = "WonderwareHistory"
+    retries: int = 3
+    retry_delay: timedelta = timedelta(seconds=30)
+    wonderware_conn_id: str = "wonderware_default"
+    clickhouse_conn_id: str = "clickhouse_default"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> WonderwareBackfillSettings:
+        """Read and check the variables; raise :class:`ConfigurationError` naming the first bad one."""
+        env = EnvReader(environ)
+        settings = cls(
+            schedule=env.cron("WONDERWARE_BACKFILL_SCHEDULE", cls.schedule),
+            start_date=env.date("WONDERWARE_BACKFILL_START_DATE", cls.start_date),
+            end_date=env.date("WONDERWARE_BACKFILL_END_DATE", cls.end_date),
+            catchup=env.boolean("WONDERWARE_BACKFILL_CATCHUP", cls.catchup),
+            max_active_runs=env.integer(
+                "WONDERWARE_BACKFILL_MAX_ACTIVE_RUNS", cls.max_active_runs, minimum=1
+            ),
+            table=env.identifier("WONDERWARE_BACKFILL_TABLE", cls.table),
+            retries=env.integer("WONDERWARE_BACKFILL_RETRIES", cls.retries, minimum=0),
+            retry_delay=env.duration("WONDERWARE_BACKFILL_RETRY_DELAY", cls.retry_delay, allow_zero=True),
+            wonderware_conn_id=env.text("WONDERWARE_CONN_ID", cls.wonderware_conn_id),
+            clickhouse_conn_id=env.text("CLICKHOUSE_CONN_ID", cls.clickhouse_conn_id),
+        )
+        if settings.end_date is not None and settings.end_date < settings.start_date:
+            raise ConfigurationError(
+                f"WONDERWARE_BACKFILL_END_DATE {settings.end_date.isoformat()} is before "
+                f"WONDERWARE_BACKFILL_START_DATE {settings.start_date.isoformat()}: set it later, or unset it."
+            )
+        return settings
+
+    @property
+    def asset_name(self) -> str:
+        """Name of the asset that downstream DAGs schedule on: one per target table."""
+        return f"clickhouse_{self.table}"
+
+    @property
+    def asset_uri(self) -> str:
+        return f"clickhouse://{self.clickhouse_conn_id}/{self.table}"

@@ -1,0 +1,170 @@
+"""The DAGs' settings objects: defaults, every variable, and the message of each bad value."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from airflow_backfill_provider.exceptions import ConfigurationError
+from airflow_backfill_provider.settings import MissingWorkflowBackfillSettings, WonderwareBackfillSettings
+
+UTC = timezone.utc
+
+
+def test_wonderware_defaults():
+    s = WonderwareBackfillSettings.from_env({})
+    assert s == WonderwareBackfillSettings(
+        schedule="@daily",
+        start_date=datetime(2025, 1, 1, tzinfo=UTC),
+        end_date=None,
+        catchup=True,
+        max_active_runs=4,
+        table="WonderwareHistory",
+        retries=3,
+        retry_delay=timedelta(seconds=30),
+        wonderware_conn_id="wonderware_default",
+        clickhouse_conn_id="clickhouse_default",
+    )
+    assert (s.asset_name, s.asset_uri) == (
+        "clickhouse_WonderwareHistory",
+        "clickhouse://clickhouse_default/WonderwareHistory",
+    )
+
+
+def test_missing_workflow_defaults():
+    assert MissingWorkflowBackfillSettings.from_env({}) == MissingWorkflowBackfillSettings(
+        schedule="@daily",
+        start_date=datetime(2026, 1, 1, tzinfo=UTC),
+        catchup=False,
+        max_active_runs=1,
+        settle=timedelta(hours=1),
+        spec_variable="missing_workflow_backfill_spec",
+        spec_file=None,
+        table="backfill_requests",
+        temporal_conn_id="temporal_default",
+        clickhouse_conn_id="clickhouse_default",
+    )
+
+
+def test_settings_are_frozen_and_read_os_environ_by_default(monkeypatch):
+    monkeypatch.setenv("WONDERWARE_BACKFILL_MAX_ACTIVE_RUNS", "7")
+    s = WonderwareBackfillSettings.from_env()
+    assert s.max_active_runs == 7
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.max_active_runs = 1
+
+
+@pytest.mark.parametrize(
+    "name, value, field, expected",
+    [
+        ("WONDERWARE_BACKFILL_SCHEDULE", "0 * * * *", "schedule", "0 * * * *"),
+        ("WONDERWARE_BACKFILL_SCHEDULE", "@quarterly", "schedule", "@quarterly"),
+        ("WONDERWARE_BACKFILL_START_DATE", "2024-06-01", "start_date", datetime(2024, 6, 1, tzinfo=UTC)),
+        ("WONDERWARE_BACKFILL_START_DATE", "2024-06-01T02:00:00+02:00", "start_date", datetime(2024, 6, 1, tzinfo=UTC)),
+        ("WONDERWARE_BACKFILL_END_DATE", "2025-03-01", "end_date", datetime(2025, 3, 1, tzinfo=UTC)),
+        ("WONDERWARE_BACKFILL_END_DATE", "", "end_date", None),
+        ("WONDERWARE_BACKFILL_CATCHUP", "false", "catchup", False),
+        ("WONDERWARE_BACKFILL_CATCHUP", "0", "catchup", False),
+        ("WONDERWARE_BACKFILL_CATCHUP", "YES", "catchup", True),
+        ("WONDERWARE_BACKFILL_MAX_ACTIVE_RUNS", " 12 ", "max_active_runs", 12),
+        ("WONDERWARE_BACKFILL_TABLE", "plant.History", "table", "plant.History"),
+        ("WONDERWARE_BACKFILL_RETRIES", "0", "retries", 0),
+        ("WONDERWARE_BACKFILL_RETRY_DELAY", "1", "retry_delay", timedelta(seconds=1)),
+        ("WONDERWARE_BACKFILL_RETRY_DELAY", "1.5", "retry_delay", timedelta(seconds=1.5)),
+        ("WONDERWARE_BACKFILL_RETRY_DELAY", "0", "retry_delay", timedelta(0)),
+        ("WONDERWARE_BACKFILL_RETRY_DELAY", "2m", "retry_delay", timedelta(minutes=2)),
+        ("WONDERWARE_CONN_ID", "historian_prod", "wonderware_conn_id", "historian_prod"),
+        ("CLICKHOUSE_CONN_ID", "ch_prod", "clickhouse_conn_id", "ch_prod"),
+    ],
+)  # fmt: skip
+def test_wonderware_each_variable(name, value, field, expected):
+    assert getattr(WonderwareBackfillSettings.from_env({name: value}), field) == expected
+
+
+@pytest.mark.parametrize(
+    "name, value, field, expected",
+    [
+        ("MISSING_WORKFLOW_BACKFILL_SCHEDULE", "30 2 * * *", "schedule", "30 2 * * *"),
+        ("MISSING_WORKFLOW_BACKFILL_START_DATE", "2025-12-01", "start_date", datetime(2025, 12, 1, tzinfo=UTC)),
+        ("MISSING_WORKFLOW_BACKFILL_CATCHUP", "true", "catchup", True),
+        ("MISSING_WORKFLOW_BACKFILL_MAX_ACTIVE_RUNS", "3", "max_active_runs", 3),
+        ("MISSING_WORKFLOW_BACKFILL_SETTLE", "30m", "settle", timedelta(minutes=30)),
+        ("MISSING_WORKFLOW_BACKFILL_SETTLE", "2H", "settle", timedelta(hours=2)),
+        ("MISSING_WORKFLOW_BACKFILL_SETTLE", "90", "settle", timedelta(seconds=90)),
+        ("MISSING_WORKFLOW_BACKFILL_SETTLE", "0", "settle", None),
+        ("MISSING_WORKFLOW_BACKFILL_SETTLE", "off", "settle", None),
+        ("MISSING_WORKFLOW_BACKFILL_SETTLE", "None", "settle", None),
+        ("MISSING_WORKFLOW_BACKFILL_SETTLE", "", "settle", None),
+        ("MISSING_WORKFLOW_BACKFILL_SPEC_VARIABLE", "reindex_spec", "spec_variable", "reindex_spec"),
+        ("MISSING_WORKFLOW_BACKFILL_SPEC_FILE", "/etc/spec.json", "spec_file", "/etc/spec.json"),
+        ("MISSING_WORKFLOW_BACKFILL_SPEC_FILE", "", "spec_file", None),
+        ("MISSING_WORKFLOW_BACKFILL_TABLE", "ops.requests", "table", "ops.requests"),
+        ("TEMPORAL_CONN_ID", "temporal_prod", "temporal_conn_id", "temporal_prod"),
+        ("CLICKHOUSE_CONN_ID", "ch_prod", "clickhouse_conn_id", "ch_prod"),
+    ],
+)  # fmt: skip
+def test_missing_workflow_each_variable(name, value, field, expected):
+    assert getattr(MissingWorkflowBackfillSettings.from_env({name: value}), field) == expected
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("WONDERWARE_BACKFILL_MAX_ACTIVE_RUNS", "x", "WONDERWARE_BACKFILL_MAX_ACTIVE_RUNS must be a positive integer, got 'x'"),
+        ("WONDERWARE_BACKFILL_MAX_ACTIVE_RUNS", "0", "WONDERWARE_BACKFILL_MAX_ACTIVE_RUNS must be a positive integer, got '0'"),
+        ("WONDERWARE_BACKFILL_RETRIES", "-1", "WONDERWARE_BACKFILL_RETRIES must be an integer of at least 0, got '-1'"),
+        ("WONDERWARE_BACKFILL_RETRIES", "2.5", "WONDERWARE_BACKFILL_RETRIES must be an integer of at least 0, got '2.5'"),
+        ("WONDERWARE_BACKFILL_CATCHUP", "maybe", "Invalid WONDERWARE_BACKFILL_CATCHUP 'maybe': use true or false"),
+        ("WONDERWARE_BACKFILL_START_DATE", "yesterday", "Invalid WONDERWARE_BACKFILL_START_DATE 'yesterday': use ISO 8601"),
+        ("WONDERWARE_BACKFILL_END_DATE", "2025-13-01", "Invalid WONDERWARE_BACKFILL_END_DATE '2025-13-01': use ISO 8601"),
+        ("WONDERWARE_BACKFILL_END_DATE", "2024-12-31", "WONDERWARE_BACKFILL_END_DATE 2024-12-31T00:00:00+00:00 is before WONDERWARE_BACKFILL_START_DATE"),
+        ("WONDERWARE_BACKFILL_RETRY_DELAY", "soon", "Invalid WONDERWARE_BACKFILL_RETRY_DELAY 'soon': use a number with a unit"),
+        ("WONDERWARE_BACKFILL_RETRY_DELAY", "-5", "WONDERWARE_BACKFILL_RETRY_DELAY must be a number of seconds of at least 0"),
+        ("WONDERWARE_BACKFILL_RETRY_DELAY", "nan", "WONDERWARE_BACKFILL_RETRY_DELAY must be a number of seconds of at least 0"),
+        ("WONDERWARE_BACKFILL_SCHEDULE", "every day", "WONDERWARE_BACKFILL_SCHEDULE must be a cron expression such as '0 * * * *' or a preset such as '@daily', got 'every day'"),
+        ("WONDERWARE_BACKFILL_SCHEDULE", "@once", "WONDERWARE_BACKFILL_SCHEDULE must be a cron expression"),
+        ("WONDERWARE_BACKFILL_TABLE", "History; DROP TABLE x", "Invalid WONDERWARE_BACKFILL_TABLE 'History; DROP TABLE x': use letters, digits and underscores"),
+        ("WONDERWARE_BACKFILL_TABLE", " ", "WONDERWARE_BACKFILL_TABLE is set but empty: set a value or unset it for 'WonderwareHistory'"),
+        ("WONDERWARE_CONN_ID", "", "WONDERWARE_CONN_ID is set but empty"),
+    ],
+)  # fmt: skip
+def test_wonderware_bad_values_name_the_variable_and_value(name, value, message):
+    with pytest.raises(ConfigurationError) as err:
+        WonderwareBackfillSettings.from_env({name: value})
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("MISSING_WORKFLOW_BACKFILL_MAX_ACTIVE_RUNS", "two", "MISSING_WORKFLOW_BACKFILL_MAX_ACTIVE_RUNS must be a positive integer, got 'two'"),
+        ("MISSING_WORKFLOW_BACKFILL_SETTLE", "1 hour", "Invalid MISSING_WORKFLOW_BACKFILL_SETTLE '1 hour': use a number with a unit s, m, h, d or w"),
+        ("MISSING_WORKFLOW_BACKFILL_SETTLE", "-60", "MISSING_WORKFLOW_BACKFILL_SETTLE must be a number of seconds of at least 0"),
+        ("MISSING_WORKFLOW_BACKFILL_CATCHUP", "sometimes", "Invalid MISSING_WORKFLOW_BACKFILL_CATCHUP 'sometimes': use true or false"),
+        ("MISSING_WORKFLOW_BACKFILL_START_DATE", "01/01/2026", "Invalid MISSING_WORKFLOW_BACKFILL_START_DATE '01/01/2026': use ISO 8601"),
+        ("MISSING_WORKFLOW_BACKFILL_SCHEDULE", "61 * * * *", "MISSING_WORKFLOW_BACKFILL_SCHEDULE must be a cron expression"),
+        ("MISSING_WORKFLOW_BACKFILL_TABLE", "backfill-requests", "Invalid MISSING_WORKFLOW_BACKFILL_TABLE 'backfill-requests'"),
+        ("MISSING_WORKFLOW_BACKFILL_SPEC_VARIABLE", "", "MISSING_WORKFLOW_BACKFILL_SPEC_VARIABLE is set but empty"),
+        ("TEMPORAL_CONN_ID", "  ", "TEMPORAL_CONN_ID is set but empty"),
+    ],
+)  # fmt: skip
+def test_missing_workflow_bad_values_name_the_variable_and_value(name, value, message):
+    with pytest.raises(ConfigurationError) as err:
+        MissingWorkflowBackfillSettings.from_env({name: value})
+    assert message in str(err.value)
+
+
+def test_settings_import_no_airflow():
+    """The DAG files build settings at parse time; reading the environment must not load Airflow."""
+    code = (
+        "import json, sys\n"
+        "import airflow_backfill_provider.settings\n"
+        "print(json.dumps([m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
