@@ -72,3 +72,31 @@ def test_provider_registers_its_hooks_and_connection_types():
     assert "clickhouse" not in declared  # reused from apache-airflow-providers-clickhousedb
     wonderware = next(c for c in info.data["connection-types"] if c["connection-type"] == "wonderware")
     assert "sqlalchemy_url" in wonderware["conn-fields"]
+
+
+def test_a_bad_setting_fails_the_parse_naming_the_variable(monkeypatch):
+    """A broken deployment shows as an import error that says which variable to fix, and how."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("WONDERWARE_BACKFILL_MAX_ACTIVE_RUNS", "many")
+    import os
+
+    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    errors = "\n".join(bag.import_errors.values())
+    assert "WONDERWARE_BACKFILL_MAX_ACTIVE_RUNS must be a positive integer, got 'many'" in errors
+    assert "missing_workflow_backfill" in bag.dag_ids and "wonderware_backfill" not in bag.dag_ids
+
+
+def test_settings_shape_the_dags(monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("WONDERWARE_BACKFILL_TABLE", "plant.History")
+    monkeypatch.setenv("CLICKHOUSE_CONN_ID", "ch_prod")
+    monkeypatch.setenv("MISSING_WORKFLOW_BACKFILL_SETTLE", "0")
+    import os
+
+    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    assert bag.import_errors == {}
+    (asset,) = bag.get_dag("wonderware_backfill").get_task("finalize").outlets
+    assert (asset.name, asset.uri) == ("clickhouse_plant.History", "clickhouse://ch_prod/plant.History")
+    assert "settle" not in bag.get_dag("missing_workflow_backfill").task_dict

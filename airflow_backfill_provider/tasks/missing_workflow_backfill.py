@@ -1,0 +1,89 @@
+"""Task logic of the ``missing_workflow_backfill`` DAG: resolve_spec and summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from airflow.sdk import Variable
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_backfill_provider.exceptions import ConfigurationError, fail_without_retry
+from airflow_backfill_provider.workflows.status import CLASSES
+
+log = logging.getLogger("airflow.task")
+
+
+def resolve_spec(params: Mapping[str, Any], *, spec_variable: str, spec_file: str | None) -> Any:
+    """The raw workflow spec (kept in XCom for the record; ``find_gaps`` validates it).
+
+    First found wins: the ``spec`` Param, the file of the ``spec_file`` Param, the Airflow Variable
+    ``spec_variable`` (JSON, read now, at run time), the file ``spec_file``. No spec, or a file that
+    cannot be read, fails the task without retry.
+    """
+    with fail_without_retry():
+        source, raw = _find_spec(params, spec_variable, spec_file)
+    log.info("Workflow spec from %s", source)
+    return raw
+
+
+def _find_spec(params: Mapping[str, Any], spec_variable: str, spec_file: str | None) -> tuple[str, Any]:
+    if params.get("spec"):
+        return "the 'spec' Param", params["spec"]
+    path = params.get("spec_file") or None
+    raw = None
+    source = ""
+    if path is None:
+        raw = Variable.get(spec_variable, default=None, deserialize_json=True)
+        source = f"Variable {spec_variable!r}"
+        path = spec_file if raw is None else None
+    if path:
+        source = f"file {path}"
+        try:
+            with open(path) as f:
+                raw = json.load(f)
+        except (OSError, ValueError) as err:
+            raise ConfigurationError(f"Cannot read the workflow spec from {path}: {err}") from err
+    if raw is None:
+        raise ConfigurationError(
+            "No workflow spec: pass the 'spec' or 'spec_file' Param, set the Variable "
+            f"{spec_variable!r}, or point MISSING_WORKFLOW_BACKFILL_SPEC_FILE at a JSON file."
+        )
+    return source, raw
+
+
+def summary(found: list[dict] | None, backfilled: dict | None) -> dict:
+    """Counts per class over the specs, the ids started; fails the run if find_gaps or backfill failed.
+
+    :param found: ``find_gaps``'s output, one entry per spec (``None`` if it failed).
+    :param backfilled: ``backfill``'s output (``None`` if it failed).
+    """
+    result: dict = {"specs": [e["spec"] for e in found or []], "counts": dict.fromkeys(CLASSES, 0)}
+    for entry in found or []:
+        for cls, n in entry["counts"].items():
+            result["counts"][cls] += n
+        counts = "  ".join(f"{c}={n}" for c, n in entry["counts"].items() if n) or "no keys"
+        log.info("%s [%s, %s): %s", entry["spec"], entry["interval_start"], entry["interval_end"], counts)
+    if found is not None:
+        log.info("Keys per class: %s", "  ".join(f"{c}={n}" for c, n in result["counts"].items()))
+    if backfilled:
+        result.update(backfilled)
+        _log_backfilled(backfilled)
+    if found is None or backfilled is None:
+        raise AirflowFailException(
+            f"{'find_gaps' if found is None else 'backfill'} failed (see its log); nothing more to report."
+        )
+    return result
+
+
+def _log_backfilled(backfilled: Mapping[str, Any]) -> None:
+    verb = "Would start" if backfilled["dry_run"] else "Started"
+    ids = backfilled["would_start"] if backfilled["dry_run"] else backfilled["started"]
+    log.info("%s %d replacement(s): %s", verb, len(ids), ", ".join(ids) or "-")
+    if backfilled["attached"]:
+        log.info("Already started earlier (re-attached): %s", ", ".join(backfilled["attached"]))
+    if backfilled["exhausted"]:
+        log.warning("Attempts used up, not replaced: %s", ", ".join(backfilled["exhausted"]))
+    log.info("Backfill requests recorded: %d new", backfilled["recorded"])
