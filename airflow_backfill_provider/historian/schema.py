@@ -20,9 +20,8 @@ class Column:
     name: str
     kind: str
     nullable: bool = True
-    # ClickHouse: dictionary-encoded (LowCardinality). For the tag name and the retrieval-option and
-    # metadata strings, which hold a handful of distinct values: smaller in memory and faster to
-    # filter and group by; loading them took 15% less time and an INSERT ~40% less memory.
+    # ClickHouse LowCardinality, for strings with a handful of distinct values: dictionary encoding
+    # makes them cheaper to load, filter and group by (figures in docs/performance.md).
     low_cardinality: bool = False
 
 
