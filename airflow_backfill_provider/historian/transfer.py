@@ -11,17 +11,15 @@ whole source window has been read):
    A crash half-way leaves the window partial until the retry, which deletes and reloads it: the
    end state depends only on the source.
 
-With a target that can stage (``open_stage``/``stage_spool``/``commit_stage``, as
-:class:`~airflow_backfill_provider.hooks.clickhouse.ClickHouseBackfillHook` can), the two phases overlap:
-each spool file is inserted into a staging table by a writer thread while the source is still
-being read, and the write phase shrinks to "delete the window, move the staged parts in" (no data
-copied). The target's window still changes only after a complete read; a failed read drops the
-stage.
+With a :class:`StagingTarget` (as :class:`~airflow_backfill_provider.hooks.clickhouse.ClickHouseBackfillHook`
+is), the two phases overlap: a writer thread adds each spool file to the target's :class:`Stage`
+while the source is still being read, then commits it, and the write phase shrinks to "delete the
+window, move the staged rows in". The target's window still changes only after a complete read; a
+failed read drops the stage.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import queue
 import shutil
@@ -30,18 +28,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
-log = logging.getLogger(__name__)
-
-# Rows per spool file, i.e. per ClickHouse INSERT and staged part. One embedded INSERT needs
-# ~60 MB plus ~0.25 KB per row beside the reader: with 200k-row files a chunk's transfer adds
-# ~240-270 MB whatever its size (measured at 1M and 5M rows); 100k rows saved ~60 MB and cost
-# 10% of the speed on large chunks. Against a server the INSERT's memory is the server's, and
-# larger files (fewer parts) are better.
+# Rows per spool file, i.e. per INSERT and staged part: it bounds the write's memory in embedded
+# mode, where fewer, larger files would be faster (docs/performance.md has the figures).
 DEFAULT_SPOOL_ROWS = 200_000
-# How long a staged load keeps one target session across spool files before handing it back.
-STAGE_SESSION_HOLD_SECONDS = 20.0
 
 
 class HistorySource(Protocol):
@@ -51,7 +42,53 @@ class HistorySource(Protocol):
 
 
 class HistoryTarget(Protocol):
-    def replace_window(self, **kw: Any) -> dict[str, Any]: ...
+    """A target that loads a chunk after the read: the spool replaces the window in one call."""
+
+    def replace_window(
+        self,
+        *,
+        table: str,
+        tags: Sequence[str],
+        start: datetime,
+        end: datetime,
+        spool_path: str | Sequence[str],
+        expected_rows: int,
+    ) -> dict[str, Any]: ...
+
+
+class Stage(Protocol):
+    """One chunk's staging area in the target, filled while the source is read.
+
+    One thread uses it as a context manager: entering creates it empty; leaving the block without a
+    :meth:`commit`, or with an error, drops it, and the target's window is untouched.
+    """
+
+    #: Seconds without a new file after which the feeding thread calls :meth:`idle`.
+    idle_timeout: float
+
+    def __enter__(self) -> Stage: ...
+
+    def __exit__(self, exc_type, exc, tb) -> None: ...
+
+    def add(self, spool_path: str) -> None:
+        """Stage one spool file (the caller deletes it afterwards)."""
+
+    def idle(self) -> None:
+        """No file is coming for a while: release what the stage holds between files."""
+
+    def commit(
+        self, *, tags: Sequence[str], start: datetime, end: datetime, expected_rows: int
+    ) -> dict[str, Any]:
+        """Make the window hold exactly the staged rows, checking there are ``expected_rows``;
+        return ``{"replaced_rows": ..., "written_rows": ...}``."""
+
+
+@runtime_checkable
+class StagingTarget(Protocol):
+    """A target that can stage a chunk while it is read (:func:`transfer_chunk` then overlaps)."""
+
+    def stage(self, table: str, key: str) -> Stage:
+        """The stage of one chunk of ``table``; the same ``key`` names the same stage, so a retry finds it."""
 
 
 def spool_batches(batches: Iterable, path: str, schema) -> int:
@@ -122,91 +159,105 @@ def spool_files(
     return paths, total
 
 
-class _StageWriter:
-    """A thread inserting finished spool files into the target's staging table, in order, then
-    running the commit in the same target session.
+class _ReadFailed(Exception):
+    """Leaves a stage without a commit, so it is dropped."""
 
-    It keeps one target session across files (a session per file costs memory that adds up over a
-    large chunk in embedded mode) but hands it back after ``hold_seconds``, so in embedded mode,
-    where a session holds the data directory's lock, other tasks' writes wait at most that long.
+
+class _StageWriter:
+    """A thread holding ``stage`` for its whole life: it adds the finished spool files in order while
+    the source is read, then commits, so both run in the one thread the stage is used from.
+
+    Creating the writer creates the empty stage (its errors are raised here). :meth:`abort` makes
+    the thread skip the files still queued and leave the stage uncommitted, which drops it.
     """
 
-    def __init__(self, target, stage: str, hold_seconds: float = STAGE_SESSION_HOLD_SECONDS) -> None:
-        self.target, self.stage, self.hold_seconds = target, stage, hold_seconds
+    def __init__(self, stage: Stage) -> None:
         self.error: BaseException | None = None
-        self._result: Any = None
+        self._stage = stage
+        self._result: dict[str, Any] | None = None
         self._queue: queue.Queue = queue.Queue()
+        self._changed = threading.Condition()
+        self._pending = 0  # files submitted but not yet staged
+        self._running = True
+        self._stopping = False
+        self._entered = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stage-writer", daemon=True)
         self._thread.start()
+        self._entered.wait()
+        if self.error is not None:
+            self._thread.join()
+            raise self.error
 
     def _run(self) -> None:
-        session = client = None
-        opened = 0.0
         try:
-            while True:
-                try:
-                    item = self._queue.get(timeout=self.hold_seconds if session else None)
-                except queue.Empty:  # idle while holding the session: hand it back
-                    session.__exit__(None, None, None)
-                    session = client = None
-                    continue
-                try:
-                    if item is not None and self.error is None:
-                        if session is None:
-                            open_session = getattr(self.target, "stage_session", None)
-                            session = open_session(self.stage) if open_session else self.target.session()
-                            client = session.__enter__()
-                            opened = time.monotonic()
-                        if isinstance(item, str):
-                            self.target.stage_spool(self.stage, item, client=client)
-                        else:  # the last step, in this session (embedded: no second engine start)
-                            self._result = item(client)
-                except BaseException as err:  # reported to the reading thread
-                    self.error = err
-                finally:
+            with self._stage as stage:
+                self._entered.set()
+                while True:
+                    try:
+                        item = self._queue.get(timeout=stage.idle_timeout)
+                    except queue.Empty:
+                        stage.idle()
+                        continue
+                    if self._stopping:
+                        raise _ReadFailed
                     if isinstance(item, str):
-                        os.unlink(item)
-                    self._queue.task_done()
-                if item is None or not isinstance(item, str):
-                    break
-                if session is not None and time.monotonic() - opened > self.hold_seconds:
-                    session.__exit__(None, None, None)
-                    session = client = None
+                        try:
+                            stage.add(item)
+                        finally:
+                            os.unlink(item)
+                        with self._changed:
+                            self._pending -= 1
+                            self._changed.notify_all()
+                    else:  # the read is complete: commit in this thread, where the files went in
+                        self._result = stage.commit(**item)
+                        return
+        except _ReadFailed:
+            pass
+        except BaseException as err:  # reported to the reading thread
+            self.error = err
         finally:
-            if session is not None:
-                session.__exit__(None, None, None)
+            with self._changed:
+                self._running = False
+                self._changed.notify_all()
+            self._entered.set()
 
     def submit(self, path: str, rows: int) -> None:
         if self.error is not None:
             raise self.error  # stop reading: the load has failed already
-        if rows:
-            self._queue.put(path)
-        else:
+        if not rows:
             os.unlink(path)
+            return
+        with self._changed:
+            self._pending += 1
+        self._queue.put(path)
 
     def drain(self) -> None:
         """Wait until every submitted file is staged; raise the first error."""
-        self._queue.join()
+        with self._changed:
+            self._changed.wait_for(lambda: not self._pending or not self._running)
         if self.error is not None:
             raise self.error
 
-    def finish(self, last: Callable[[Any], Any]) -> Any:
-        """Run ``last(client)`` once the files are staged, in the same session; return its result."""
-        self._queue.put(last)
+    def commit(
+        self, *, tags: Sequence[str], start: datetime, end: datetime, expected_rows: int
+    ) -> dict[str, Any]:
+        """Have the thread commit the stage once the files are staged; return the commit's result."""
+        self._queue.put({"tags": tags, "start": start, "end": end, "expected_rows": expected_rows})
         self._thread.join()
         if self.error is not None:
             raise self.error
         return self._result
 
-    def finish_quietly(self) -> None:
-        self.error = self.error or RuntimeError("read failed")  # skip the files still queued
+    def abort(self) -> None:
+        """Stop without a commit: the files still queued are skipped and the stage is dropped."""
+        self._stopping = True
         self._queue.put(None)
         self._thread.join()
 
 
 def transfer_chunk(
     source: HistorySource,
-    target: HistoryTarget,
+    target: HistoryTarget | StagingTarget,
     *,
     table: str,
     tags: Sequence[str],
@@ -229,23 +280,22 @@ def transfer_chunk(
     from airflow_backfill_provider.historian.schema import arrow_history_schema
 
     if staged is None:
-        staged = all(
-            hasattr(target, m) for m in ("session", "open_stage", "stage_spool", "commit_stage", "drop_stage")
-        )
+        staged = isinstance(target, StagingTarget)
+    elif staged and not isinstance(target, StagingTarget):
+        raise TypeError(f"{type(target).__name__} has no stage(table, key): it cannot load staged.")
     schema = arrow_history_schema()
     directory = tempfile.mkdtemp(prefix="wonderware-chunk-", dir=spool_dir)
     what = f"Reading History {start.isoformat()} – {end.isoformat()} ({len(tags)} tags)"
     started = time.monotonic()
     paths: list[str] = []
-    stage: str | None = None
     writer: _StageWriter | None = None
     stage_key = f"{start.isoformat()}|{end.isoformat()}|" + "\x1f".join(tags)
     try:
         if staged:
-            stage = target.open_stage(table, stage_key)
+            writer = _StageWriter(target.stage(table, stage_key))
 
         def read() -> int:
-            nonlocal paths, stage, writer
+            nonlocal paths, writer
             for stale in os.listdir(directory):  # a failed attempt's partial files
                 os.unlink(os.path.join(directory, stale))
             batches = source.iter_history_batches(
@@ -254,19 +304,16 @@ def transfer_chunk(
             if not staged:
                 paths, rows = spool_files(batches, directory, schema, rows_per_file=spool_rows)
                 return rows
-            if stage is None:  # a retry: start from an empty stage
-                stage = target.open_stage(table, stage_key)
-            writer = _StageWriter(target, stage)
+            if writer is None:  # a retry: start from an empty stage
+                writer = _StageWriter(target.stage(table, stage_key))
             try:
                 _, rows = spool_files(
                     batches, directory, schema, rows_per_file=spool_rows, on_file=writer.submit
                 )
                 writer.drain()
             except BaseException:
-                writer.finish_quietly()
+                writer.abort()
                 writer = None
-                target.drop_stage(stage)
-                stage = None
                 raise
             return rows
 
@@ -274,34 +321,18 @@ def transfer_chunk(
         read_done = time.monotonic()
         if staged:
             try:
-                written = writer.finish(
-                    lambda client: target.commit_stage(
-                        table=table,
-                        stage=stage,
-                        tags=list(tags),
-                        start=start,
-                        end=end,
-                        expected_rows=rows,
-                        client=client,
-                    )
-                )
+                written = writer.commit(tags=list(tags), start=start, end=end, expected_rows=rows)
             finally:
                 writer = None
-            stage = None
         else:
             written = target.replace_window(
                 table=table, tags=list(tags), start=start, end=end, spool_path=paths, expected_rows=rows
             )
         done = time.monotonic()
     finally:
-        if writer is not None:  # the read succeeded but something after it failed
-            writer.finish_quietly()
+        if writer is not None:  # no read reached the commit (the retry refused to start one)
+            writer.abort()
         shutil.rmtree(directory, ignore_errors=True)
-        if stage is not None:
-            try:
-                target.drop_stage(stage)
-            except Exception:  # the original error matters more; the next attempt drops it anyway
-                log.warning("Could not drop the staging table %s", stage, exc_info=True)
     return {
         "rows": rows,
         "replaced_rows": written.get("replaced_rows", 0),

@@ -16,7 +16,7 @@ import fcntl
 import os
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,8 @@ from airflow_backfill_provider.historian.schema import (
     HISTORY_COLUMN_NAMES,
     clickhouse_history_ddl,
 )
-from airflow_backfill_provider.utils import check_identifier, quote_identifier
+from airflow_backfill_provider.hooks._clickhouse_stage import ClickHouseStage
+from airflow_backfill_provider.utils import quote_identifier
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
 DEFAULT_LOCK_TIMEOUT = 600.0
 # Rows per insert_arrow request when streaming a spool file to a ClickHouse server.
 SERVER_INSERT_ROWS = 500_000
-# A part size no chunk reaches: staged parts are always compact (see ClickHouseBackfillHook.open_stage).
-_NEVER_WIDE = 2**62
 
 _WINDOW_WHERE = (
     "TagName IN {tags:Array(String)} "
@@ -275,110 +274,15 @@ class ClickHouseBackfillHook(_BaseClickHouseHook):
 
     # -- staged window load: insert while the source is still being read ----------------------
 
-    def stage_name(self, table: str, key: str) -> str:
-        """The staging table of one chunk: beside ``table``, deterministic, so a retry finds it."""
-        import hashlib
-
-        db, _, name = check_identifier(table).rpartition(".")
-        digest = hashlib.sha1(f"{table}\x1f{key}".encode()).hexdigest()[:16]
-        return f"{db + '.' if db else ''}_abp_stage_{name}_{digest}"
-
-    def open_stage(self, table: str, key: str) -> str:
-        """Create an empty staging table shaped like ``table`` (dropping an attempt's leftovers).
-
-        Its parts are *compact* (one data file per part instead of two per column and NULL map):
-        creating ~130 files per part cost a 1M-row chunk ~0.6 s of filesystem work, and the memory
-        of a wide part's writer grew with the parts of a chunk. The parts keep that format in the
-        target until its merges rewrite them.
-        """
-        stage = self.stage_name(table, key)
-        qstage = quote_identifier(stage)
-        with self.session() as client:
-            self.ensure_history_table(client, table)
-            client.command(f"DROP TABLE IF EXISTS {qstage} SYNC")
-            client.command(f"CREATE TABLE {qstage} AS {quote_identifier(table)}")
-            client.command(
-                f"ALTER TABLE {qstage} MODIFY SETTING "
-                f"min_bytes_for_wide_part = {_NEVER_WIDE}, min_rows_for_wide_part = {_NEVER_WIDE}"
-            )
-        return stage
-
-    @contextmanager
-    def stage_session(self, stage: str) -> Iterator[Client]:
-        """:meth:`session` for loading ``stage``: with the stage's background merges stopped.
-
-        Merging staged parts is wasted work (they move into the target as they are); in embedded
-        mode it also ran in the task's process, costing a 5M-row chunk ~25% of its time and ~100 MB.
-        The stop does not outlive the embedded engine's session, hence once per session.
-        """
-        with self.session() as client:
-            try:
-                client.command(f"SYSTEM STOP MERGES {quote_identifier(stage)}")
-            except Exception as err:  # a user without the SYSTEM privilege: merges just run
-                self.log.debug("Could not stop merges on %s: %s", stage, err)
-            yield client
-
-    def stage_spool(self, stage: str, spool_path: str, client: Client | None = None) -> None:
-        """Insert one spool file into the staging table (the target is not touched), through
-        ``client`` (from :meth:`session`) or a session of its own."""
-        with nullcontext(client) if client is not None else self.session() as client:
-            self._insert_spool(client, stage, spool_path)
-
-    def drop_stage(self, stage: str) -> None:
-        with self.session() as client:
-            client.command(f"DROP TABLE IF EXISTS {quote_identifier(stage)} SYNC")
-
-    def commit_stage(
-        self,
-        *,
-        table: str,
-        stage: str,
-        tags: Sequence[str],
-        start: datetime,
-        end: datetime,
-        expected_rows: int,
-        client: Client | None = None,
-    ) -> dict[str, Any]:
-        """Make ``table`` hold exactly the staged rows for ``tags`` × ``[start, end)``.
-
-        Checks the stage holds ``expected_rows``, deletes whatever the window holds, moves the
-        stage's parts into ``table`` (``MOVE PARTITION ... TO TABLE``: no data copied, and unlike
-        ``ATTACH PARTITION ... FROM`` nothing is left behind to delete), checks the window's count
-        and drops the empty stage, through ``client`` (from :meth:`session`) or a session of its
-        own. Safe to repeat, like :meth:`replace_window`.
-        """
-        qtable, qstage = quote_identifier(table), quote_identifier(stage)
-        with nullcontext(client) if client is not None else self.session() as client:
-            staged = int(client.command(f"SELECT count() FROM {qstage}"))
-            if staged != expected_rows:
-                raise ReconciliationError(
-                    f"{stage}: {staged} rows staged, but the source gave {expected_rows}. Re-run the task."
-                )
-            existing = self._clear_window(client, table, tags, start, end)
-            db, _, name = stage.rpartition(".")
-            partitions = client.query(
-                "SELECT DISTINCT partition_id FROM system.parts WHERE active AND database = "
-                + ("{db:String}" if db else "currentDatabase()")
-                + " AND table = {name:String}",
-                parameters={"db": db, "name": name},
-            ).result_rows
-            for (partition_id,) in partitions:
-                if not str(partition_id).isalnum():  # toYYYYMM ids are digits; anything else is a bug
-                    raise ReconciliationError(f"Unexpected partition id {partition_id!r} in {stage}.")
-                client.command(f"ALTER TABLE {qstage} MOVE PARTITION ID '{partition_id}' TO TABLE {qtable}")
-            self._release_memory(client)
-            written = self.count_window(client, table, tags, start, end)
-            client.command(f"DROP TABLE IF EXISTS {qstage} SYNC")
-            self._release_memory(client)
-        return self._verified(table, tags, start, end, existing, written, expected_rows)
+    def stage(self, table: str, key: str) -> ClickHouseStage:
+        """The stage of one chunk of ``table`` (``key`` names the chunk): a context manager that
+        loads it while the source is read and commits it, owning its sessions (see
+        :class:`~airflow_backfill_provider.hooks._clickhouse_stage.ClickHouseStage`)."""
+        return ClickHouseStage(self, table, key)
 
     def _release_memory(self, client: Client) -> None:
-        """Embedded mode: hand the memory the engine freed back to the operating system.
-
-        Its allocator keeps freed pages for reuse, and in embedded mode they are the task's RSS:
-        without this, a 1M-row chunk added ~350 MB to the task instead of ~240 MB, for ~10% more
-        speed (the pages are faulted in again by the next INSERT). A no-op for a server.
-        """
+        """Embedded mode: hand the memory the engine freed back to the operating system, since its
+        allocator keeps freed pages and in embedded mode they count as the task's memory."""
         if self.chdb_path:
             client.command("SYSTEM JEMALLOC PURGE")
 
@@ -391,9 +295,8 @@ class ClickHouseBackfillHook(_BaseClickHouseHook):
             client.command(
                 f"INSERT INTO {quote_identifier(table)} ({cols}) "
                 f"SELECT {cols} FROM file('{spool_path}', 'ArrowStream')",
-                # pread, not mmap: mapped spool pages would count in the task's RSS. One thread: each
-                # thread has its own buffers (~60 MB more for 2), and a staged load runs this beside
-                # the source read, which needs the other core more.
+                # pread, not mmap, so spool pages do not count in the task's RSS; one thread, since each
+                # has its own buffers and a staged load runs beside the source read.
                 settings={"storage_file_read_method": "pread", "max_threads": 1, "max_insert_threads": 1},
             )
             self._release_memory(client)

@@ -197,7 +197,7 @@ def test_staged_load_commits_in_the_writers_session_with_compact_parts(ch_conn, 
         spool_dir=str(tmp_path),
     )
     assert out["staged"] and out["rows"] == 240
-    # open_stage, then one session for all four INSERTs and the commit (no second engine start)
+    # creating the stage, then one session for all four INSERTs and the commit (no second engine start)
     assert type(h).sessions == 2
     with h.session() as client:
         parts = client.query(
@@ -240,3 +240,78 @@ def test_staged_commit_catches_a_concurrent_writer_and_leaves_no_stage(ch_conn, 
         stages = client.command("SELECT count() FROM system.tables WHERE name LIKE '_abp_stage_%'")
     assert int(stages) == 0
     assert list(tmp_path.glob("wonderware-chunk-*")) == []  # no spool left behind
+
+
+def stage_tables(h) -> int:
+    with h.session() as client:
+        return int(client.command("SELECT count() FROM system.tables WHERE name LIKE '_abp_stage_%'"))
+
+
+def test_stage_is_dropped_unless_committed_and_hands_its_session_back(ch_conn, tmp_path):
+    h = counting_hook(ch_conn)
+    path, rows = spool(tmp_path, history_batch(["A"], T0, 10))
+    window = {"tags": ["A"], "start": T0, "end": T0 + timedelta(hours=1)}
+    with h.stage("H", "chunk") as stage:
+        stage.add(path)
+    assert stage_tables(h) == 0  # left without a commit
+    with pytest.raises(RuntimeError, match="boom"), h.stage("H", "chunk") as stage:
+        stage.add(path)
+        raise RuntimeError("boom")
+    assert stage_tables(h) == 0 and h.count_by_tag("H", ["A"], T0, window["end"]) == {}
+    type(h).sessions = 0
+    with h.stage("H", "chunk") as stage:
+        stage.idle_timeout = 0.0  # hold no session across files
+        stage.add(path)
+        stage.add(path)
+        assert stage.commit(**window, expected_rows=2 * rows) == {"replaced_rows": 0, "written_rows": 20}
+    assert type(h).sessions == 4  # create, one per file, the commit
+    with h.stage("H", "chunk") as stage:
+        stage.add(path)
+        stage.idle()  # a pause in the read: the session goes back, the next step takes a new one
+        assert stage.commit(**window, expected_rows=rows) == {"replaced_rows": 20, "written_rows": 10}
+    assert type(h).sessions == 4 + 3 and stage_tables(h) == 0
+
+
+def test_staged_retry_starts_from_an_empty_stage_and_a_refused_read_drops_it(ch_conn, tmp_path):
+    from airflow_backfill_provider.exceptions import SourceUnavailableError
+    from airflow_backfill_provider.historian.transfer import transfer_chunk
+
+    tags = ["A", "B"]
+    batches = [history_batch(tags, T0 + timedelta(hours=h), 30) for h in range(4)]
+
+    class LosesConnectionOnce(ListSource):
+        calls = 0
+
+        def iter_history_batches(self, tags, start, end, **kw):
+            type(self).calls += 1
+            for i, batch in enumerate(self.batches):
+                if type(self).calls == 1 and i == 2:
+                    raise ConnectionError("injected")
+                yield batch
+
+    def retry_once(fn, what):
+        try:
+            return fn()
+        except ConnectionError:
+            return fn()
+
+    def refuse(fn, what):
+        raise SourceUnavailableError(f"{what}: refused")
+
+    h = counting_hook(ch_conn)
+    chunk = {"table": "WonderwareHistory", "tags": tags, "start": T0, "end": T0 + timedelta(days=1)}
+    out = transfer_chunk(
+        LosesConnectionOnce(batches),
+        h,
+        **chunk,
+        batch_size=60,
+        spool_rows=60,
+        retry=retry_once,
+        spool_dir=str(tmp_path),
+    )
+    assert out["staged"] and out["rows"] == 240 and LosesConnectionOnce.calls == 2
+    assert h.count_by_tag("WonderwareHistory", tags, T0, chunk["end"]) == {"A": 120, "B": 120}
+    with pytest.raises(SourceUnavailableError, match="refused"):
+        transfer_chunk(ListSource(batches), h, **chunk, batch_size=60, retry=refuse, spool_dir=str(tmp_path))
+    assert stage_tables(h) == 0 and list(tmp_path.glob("wonderware-chunk-*")) == []
+    assert h.count_by_tag("WonderwareHistory", tags, T0, chunk["end"]) == {"A": 120, "B": 120}
