@@ -310,13 +310,13 @@ class WonderwareHook(MsSqlHook):
         Batches follow :func:`~airflow_backfill_provider.historian.schema.arrow_history_schema` whichever
         reader runs. Memory is bounded by the batch size, not the window: the Arrow reader streams
         from the driver (PostgreSQL ``COPY``, SQLite statement steps); the DB-API reader uses a
-        server-side cursor (``stream_results``). Not retried here (a stream cannot resume mid-way);
-        callers retry the whole window.
+        server-side cursor (``stream_results``). Neither retried nor guarded by the circuit breaker
+        here (a stream cannot resume mid-way): callers run the whole window through
+        :meth:`call_with_retry`, the one place that checks and updates the breaker.
         """
         if batch_size < 1:
             raise ConfigurationError(f"batch_size must be a positive number of rows, got {batch_size!r}.")
         reader = self.reader
-        self.breaker.before_call()
         if reader == "arrow":
             from airflow_backfill_provider.historian.readers import iter_arrow_batches
 
@@ -337,7 +337,6 @@ class WonderwareHook(MsSqlHook):
                 result = conn.execution_options(stream_results=True, max_row_buffer=batch_size).execute(stmt)
                 for rows in result.partitions(batch_size):
                     yield rows_to_batch(rows, schema)
-        self.breaker.record_success()
 
     def count_rows(
         self, tags: Sequence[str], start: datetime, end: datetime, *, by_hour: bool = False, **options: Any
