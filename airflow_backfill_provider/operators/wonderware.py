@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_backfill_provider.exceptions import ConfigurationError
+from airflow_backfill_provider.exceptions import ConfigurationError, fail_without_retry
 from airflow_backfill_provider.historian.queries import (
     DEFAULT_RETRIEVAL_MODE,
     DEFAULT_TIME_ZONE,
@@ -81,12 +81,8 @@ class WonderwareToClickHouseOperator(BaseOperator):
         self.spool_dir = spool_dir
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        try:
+        with fail_without_retry():
             tags, start, end, dry_run = self._validated()
-        except ValueError as err:  # ConfigurationError included: retrying cannot fix bad input
-            raise AirflowFailException(str(err)) from err
         chunk_id = self.chunk_id or f"{start:%Y%m%dT%H%M%S}-{end:%Y%m%dT%H%M%S}"
         summary: dict[str, Any] = {
             "chunk_id": chunk_id,
