@@ -4,8 +4,8 @@ The queries are the ones :class:`~airflow_backfill_provider.historian.queries.Hi
 SQLAlchemy Core; only how they reach the database differs:
 
 * **PostgreSQL** (psycopg + pyarrow's CSV reader): ``COPY (query) TO STDOUT (FORMAT csv)`` streams
-  the rows as CSV text, which pyarrow parses into Arrow columns in C++ (~0.5 CPU-s per 1M History
-  rows, where the ADBC driver's binary ``COPY`` decoder took ~2.6). The session's settings fix the
+  the rows as CSV text, which pyarrow parses into Arrow columns in C++ (faster than the ADBC
+  driver's binary ``COPY`` decoder; figures in docs/performance.md). The session's settings fix the
   text (UTC ISO timestamps, shortest-exact floats, UTF-8); NULL and '' stay apart (unquoted vs
   quoted empty field); NaN, infinities and every string survive, which the tests check value by
   value. PostgreSQL accepts no bound parameter in ``COPY``, so the chunk's values (tags, window,
@@ -27,6 +27,7 @@ from contextlib import closing, contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_backfill_provider.historian.pg_copy import CopyOut
 from airflow_backfill_provider.historian.queries import Historian, window_params, window_params_table
 from airflow_backfill_provider.historian.schema import HISTORY_COLUMNS
 
@@ -36,22 +37,17 @@ if TYPE_CHECKING:
 
 # Which Python package reads which SQLAlchemy backend into Arrow.
 ARROW_DRIVERS = {"postgresql": "psycopg", "sqlite": "adbc_driver_sqlite"}
-# Bytes of PostgreSQL CSV per History row (~175 measured on simulated rows): sizes the CSV reader's
-# blocks so that a batch holds about ``batch_size`` rows, up to blocks of _PG_CSV_BLOCK_BYTES (~6,000
-# rows). Larger blocks were no faster, and pyarrow's parser kept ~130 MB more at 8 MB blocks.
+# Bytes of PostgreSQL CSV per History row, so that the CSV reader's blocks hold about ``batch_size`` rows.
 _PG_CSV_BYTES_PER_ROW = 175
+# The largest CSV block: larger ones are no faster, and pyarrow's parser keeps more memory for them.
 _PG_CSV_BLOCK_BYTES = 1 << 20
-# The reading session's settings. The CSV text must not depend on the server's or the role's
-# configuration: UTC ISO timestamps, UTF-8, floats printed so that they parse back to the same
-# double (extra_float_digits >= 1 on PostgreSQL 12+, 17 significant digits before). work_mem: the
-# window's bitmap index scan goes lossy at the default 4 MB past ~1M rows, and rechecking every row
-# of the lossy pages doubled the read time of a 5M-row chunk.
+# The reading session's settings, so that the CSV text does not depend on the server's or the role's.
 _PG_SESSION = (
     "SET TimeZone = 'UTC'",
     "SET DateStyle = 'ISO, YMD'",
     "SET client_encoding = 'UTF8'",
-    "SET extra_float_digits = 3",
-    "SET work_mem = '64MB'",
+    "SET extra_float_digits = 3",  # floats printed so that they parse back to the same double
+    "SET work_mem = '64MB'",  # the window's bitmap index scan stays exact (not lossy) on large chunks
 )
 # SQLAlchemy's DateTime on SQLite is text in this format; bound values must match it to compare.
 _SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
@@ -203,7 +199,7 @@ def _iter_postgresql(url, historian, tags, start, end, batch_size, inclusive_sta
             # Real statistics of the tiny params table let the planner pick the (TagName, DateTime)
             # index per tag on a large History instead of a guess-driven plan.
             cur.execute(f"ANALYZE {params.name}")
-        copy_out = _CopyOut(conn, f"COPY ({sql}) TO STDOUT (FORMAT csv)")
+        copy_out = CopyOut(conn, f"COPY ({sql}) TO STDOUT (FORMAT csv)")
         if copy_out.at_end():  # an empty window (pyarrow refuses an empty CSV)
             return
         reader = pacsv.open_csv(
@@ -230,96 +226,6 @@ def _iter_postgresql(url, historian, tags, start, end, batch_size, inclusive_sta
         # A COPY still running (the consumer stopped early, or an error) ends with the connection:
         # the server stops the query when the client is gone.
         conn.close()
-
-
-class _CopyOut:
-    """``COPY ... TO STDOUT`` on a psycopg connection, as a readable binary file for pyarrow's CSV
-    reader.
-
-    It talks to libpq directly (psycopg's public ``pgconn``): psycopg's ``Copy.read()`` returns one
-    row per call through its generic wait machinery, which cost ~0.4 CPU-s per 1M History rows,
-    10% of a transfer. Here rows already received are taken in a tight loop, and the thread waits
-    on the socket (without the GIL) only when none is left. Each row is copied at once, so libpq
-    frees its buffer before the next (holding a block's worth of them tripled the read time).
-    """
-
-    def __init__(self, conn, sql: str) -> None:
-        from psycopg import pq
-
-        self._pgconn = conn.pgconn
-        self._poll = None
-        self._block = bytearray()
-        self._done = False
-        self.closed = False
-        self._pgconn.send_query(sql.encode())
-        self._check(self._result(), pq.ExecStatus.COPY_OUT)
-
-    def readable(self) -> bool:
-        return True
-
-    def at_end(self) -> bool:
-        """True when the COPY sends no row at all (reads ahead at most one row)."""
-        if not self._block and not self._done:
-            self._fill(1)
-        return not self._block
-
-    def read(self, size: int = -1) -> bytes:
-        limit = size if size > 0 else 1 << 62
-        self._fill(limit)
-        block = self._block
-        if len(block) <= limit:
-            out = bytes(block)
-            block.clear()
-        else:  # the CSV reader finds row boundaries itself; keep back what overflowed (< 1 row)
-            with memoryview(block) as view:
-                out = bytes(view[:limit])
-            del block[:limit]
-        return out
-
-    def _fill(self, limit: int) -> None:
-        from psycopg import pq
-
-        get, block = self._pgconn.get_copy_data, self._block
-        while not self._done and len(block) < limit:
-            nbytes, row = get(1)  # async: 0 means nothing received yet
-            if nbytes > 0:
-                block += row
-            elif nbytes == 0:
-                self._wait()
-            else:  # -1: the COPY is over; its final result tells whether it succeeded
-                self._check(self._result(), pq.ExecStatus.COMMAND_OK)
-                while self._pgconn.get_result() is not None:
-                    pass
-                self._done = True
-
-    def _wait(self) -> None:
-        import select
-
-        if self._poll is None:  # poll, not select: a task process may hold more than 1,024 files
-            self._poll = select.poll()
-            self._poll.register(self._pgconn.socket, select.POLLIN)
-        self._poll.poll()  # releases the GIL
-        self._pgconn.consume_input()
-
-    def _result(self):
-        while self._pgconn.is_busy():
-            self._wait()
-        return self._pgconn.get_result()
-
-    def _check(self, result, expected) -> None:
-        import psycopg
-        from psycopg import pq
-
-        if result is not None and result.status == expected:
-            return
-        if result is None or result.status != pq.ExecStatus.FATAL_ERROR:
-            raise psycopg.OperationalError(
-                f"COPY failed: {self._pgconn.error_message.decode(errors='replace').strip()}"
-            )
-        raise psycopg.errors.error_from_result(result, encoding="utf-8")
-
-    def close(self) -> None:
-        self.closed = True
 
 
 def _iter_sqlite(url, historian, tags, start, end, batch_size, inclusive_start, options):
@@ -356,8 +262,7 @@ def _iter_sqlite(url, historian, tags, start, end, batch_size, inclusive_start, 
             yield batch
 
 
-# ADBC's low-level API: its DB-API module imports pyarrow.dataset and with it pandas, which costs
-# ~2 s per task process; these few calls need neither.
+# ADBC's low-level API, since its DB-API module imports pandas, slow to load in every task process.
 @contextmanager
 def _connect(open_database, target: str):
     import adbc_driver_manager
