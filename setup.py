@@ -30,7 +30,7 @@ setup(
         "SQLAlchemy>=2.0",
         "pyarrow>=15",
         "pendulum>=3.0",
-        "temporalio>=1.9",
+        "temporalio>=1.21",
     ],
     extras_require={
         # Arrow readers of History (reader "auto" uses them when installed, else DB-API)
