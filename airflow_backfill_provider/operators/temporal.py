@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_backfill_provider.exceptions import ConfigurationError
+from airflow_backfill_provider.exceptions import fail_without_retry
 from airflow_backfill_provider.hooks.temporal import TemporalHook, TemporalWorkflowFailedError
 from airflow_backfill_provider.triggers.temporal import TemporalWorkflowTrigger
+from airflow_backfill_provider.workflows.status import WorkflowStatus
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -132,7 +133,7 @@ class TemporalStartWorkflowOperator(BaseOperator):
             )
         workflow_id = self.workflow_id or default_workflow_id(context)
         hook = self.hook
-        try:
+        with fail_without_retry():
             started = hook.start_workflow(
                 self.workflow_type,
                 workflow_id=workflow_id,
@@ -146,8 +147,6 @@ class TemporalStartWorkflowOperator(BaseOperator):
                 search_attributes=self.search_attributes,
                 memo=self.memo,
             )
-        except ConfigurationError as err:
-            raise AirflowFailException(str(err)) from err
         started["namespace"] = hook.namespace
         self._started = started
         self.log.info(
@@ -179,7 +178,11 @@ class TemporalStartWorkflowOperator(BaseOperator):
             # Retryable on purpose: with ALLOW_DUPLICATE_FAILED_ONLY the retry starts a fresh run.
             raise AirflowException(str(err)) from err
         self.log.info("Workflow %s completed", workflow_id)
-        return {**started, "status": "Completed", **({"result": result} if self.fetch_result else {})}
+        return {
+            **started,
+            "status": WorkflowStatus.COMPLETED,
+            **({"result": result} if self.fetch_result else {}),
+        }
 
     def execute_complete(
         self, context: Context, event: dict[str, Any], started: dict[str, Any] | None = None
@@ -188,7 +191,7 @@ class TemporalStartWorkflowOperator(BaseOperator):
         if event.get("status") != "success":
             raise AirflowException(f"Workflow {(started or {}).get('workflow_id')}: {event.get('message')}")
         self.log.info("Workflow %s completed", (started or {}).get("workflow_id"))
-        out = {**(started or {}), "status": "Completed"}
+        out = {**(started or {}), "status": WorkflowStatus.COMPLETED}
         if self.fetch_result:
             out["result"] = event.get("result")
         return out

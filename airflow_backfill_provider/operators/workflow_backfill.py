@@ -1,7 +1,7 @@
 """Operators that find missing or failed Temporal workflow executions and backfill them.
 
 Used by the ``missing_workflow_backfill`` DAG; the gap logic itself is in
-:mod:`airflow_backfill_provider.workflows.gaps` (no Airflow import).
+:mod:`airflow_backfill_provider.workflows` (no Airflow import).
 """
 
 from __future__ import annotations
@@ -13,25 +13,30 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_backfill_provider.exceptions import ConfigurationError
+from airflow_backfill_provider.exceptions import ConfigurationError, fail_without_retry
 from airflow_backfill_provider.hooks.temporal import TemporalHook
 from airflow_backfill_provider.operators.temporal import _seconds
 from airflow_backfill_provider.utils import as_bool, quote_identifier, to_utc
-from airflow_backfill_provider.workflows.gaps import (
-    BACKFILL_REQUEST_COLUMNS,
-    GAP_CLASSES,
+from airflow_backfill_provider.workflows.classify import (
     Execution,
     KeyReport,
     assign_executions,
-    backfill_requests_ddl,
     classify_key,
     count_classes,
+)
+from airflow_backfill_provider.workflows.requests import (
+    BACKFILL_REQUEST_COLUMNS,
+    backfill_requests_ddl,
+    request_id,
+)
+from airflow_backfill_provider.workflows.spec import (
+    WorkflowSpec,
     parse_specs,
     render_args,
     render_workflow_id,
-    request_id,
-    visibility_queries,
 )
+from airflow_backfill_provider.workflows.status import GAP_CLASSES, KeyClass
+from airflow_backfill_provider.workflows.visibility import visibility_queries
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -71,7 +76,7 @@ class TemporalFindWorkflowGapsOperator(BaseOperator):
         self.temporal_conn_id = temporal_conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        try:
+        with fail_without_retry():
             specs = parse_specs(self.spec)
             start = to_utc(self.interval_start or context["data_interval_start"], "interval_start")
             end = to_utc(self.interval_end or context["data_interval_end"], "interval_end")
@@ -80,16 +85,12 @@ class TemporalFindWorkflowGapsOperator(BaseOperator):
                     f"The interval [{start.isoformat()}, {end.isoformat()}) is empty: use an interval "
                     "timetable (CronDataIntervalTimetable) or give interval_start/interval_end."
                 )
-        except ConfigurationError as err:
-            raise AirflowFailException(str(err)) from err
         now = datetime.now(timezone.utc)
         entries = []
         for spec in specs:
             hook = TemporalHook(self.temporal_conn_id, namespace=spec.namespace)
-            try:
+            with fail_without_retry():
                 reports = self._classify(hook, spec, start, end, now)
-            except ConfigurationError as err:
-                raise AirflowFailException(str(err)) from err
             counts = count_classes(reports)
             self.log.info(
                 "%s in %s, [%s, %s): %s",
@@ -100,7 +101,7 @@ class TemporalFindWorkflowGapsOperator(BaseOperator):
                 ", ".join(f"{c} {n}" for c, n in counts.items() if n) or "no keys",
             )
             for r in reports:
-                if r.classification != "completed":
+                if r.classification != KeyClass.COMPLETED:
                     self.log.info("  %-16s %s: %s", r.classification, r.resource_id, r.reason)
             entries.append(
                 {
@@ -119,7 +120,7 @@ class TemporalFindWorkflowGapsOperator(BaseOperator):
         return entries
 
     def _classify(
-        self, hook: TemporalHook, spec, start: datetime, end: datetime, now: datetime
+        self, hook: TemporalHook, spec: WorkflowSpec, start: datetime, end: datetime, now: datetime
     ) -> list[KeyReport]:
         expected = {k.resource_id: render_workflow_id(spec, k, start, end) for k in spec.keys}
         runs = []
@@ -150,7 +151,7 @@ class TemporalFindWorkflowGapsOperator(BaseOperator):
         ]
 
     @staticmethod
-    def _with_args(spec, report: KeyReport, start: datetime, end: datetime) -> dict[str, Any]:
+    def _with_args(spec: WorkflowSpec, report: KeyReport, start: datetime, end: datetime) -> dict[str, Any]:
         data = report.to_dict()
         if report.replacement_workflow_id:
             key = next(k for k in spec.keys if k.resource_id == report.resource_id)

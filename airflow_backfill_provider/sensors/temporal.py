@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from airflow_backfill_provider.exceptions import ConfigurationError
+from airflow_backfill_provider.exceptions import fail_without_retry
 from airflow_backfill_provider.hooks.temporal import TemporalHook
 from airflow_backfill_provider.triggers.temporal import (
     TemporalWorkflowTrigger,
     failed_statuses,
     poll_statuses,
 )
-from airflow_backfill_provider.workflows.gaps import FAILURE_STATUSES
+from airflow_backfill_provider.workflows.status import FAILURE_STATUSES
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -66,7 +66,9 @@ class TemporalWorkflowSensor(BaseSensorOperator):
             raise ValueError(f"{self.task_id}: give either workflow_ids or query, not both.")
         unknown = set(allowed_failures) - set(FAILURE_STATUSES)
         if unknown:
-            raise ValueError(f"{self.task_id}: allowed_failures {sorted(unknown)} not in {FAILURE_STATUSES}.")
+            raise ValueError(
+                f"{self.task_id}: allowed_failures {sorted(unknown)} not in {tuple(map(str, FAILURE_STATUSES))}."
+            )
         self.workflow_ids = workflow_ids
         self.query = query
         self.temporal_conn_id = temporal_conn_id
@@ -100,14 +102,12 @@ class TemporalWorkflowSensor(BaseSensorOperator):
     def poke(self, context: Context) -> bool | PokeReturnValue:
         hook = TemporalHook(self.temporal_conn_id, namespace=self.namespace or None)
         ids = self._ids()
-        try:
+        with fail_without_retry():
             statuses, pending = hook.run(
                 lambda _client: poll_statuses(
                     hook, workflow_ids=ids, query=self.query, min_matches=self.min_matches
                 )
             )
-        except ConfigurationError as err:
-            raise AirflowFailException(str(err)) from err
         if statuses is None:
             self.log.info("Waiting: %s", pending)
             return False

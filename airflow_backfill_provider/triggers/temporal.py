@@ -9,11 +9,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_backfill_provider.hooks.temporal import TemporalHook
-from airflow_backfill_provider.workflows.gaps import FAILURE_STATUSES, RUNNING
-
-# Visibility statuses that mean "not closed yet" for a waiter: a continued-as-new run has a
-# successor that is still to close.
-_OPEN = (RUNNING, "ContinuedAsNew")
+from airflow_backfill_provider.workflows.status import FAILURE_STATUSES, OPEN_STATUSES, WorkflowStatus
 
 
 def failed_statuses(
@@ -35,13 +31,13 @@ async def poll_statuses(
     if workflow_ids:
         described = await hook.aget_statuses(workflow_ids)
         statuses = {wid: (d["status"] if d else None) for wid, d in described.items()}
-        waiting = [w for w, s in statuses.items() if s is None or s in _OPEN]
+        waiting = [w for w, s in statuses.items() if s is None or s in OPEN_STATUSES]
         if waiting:
             more = " …" if len(waiting) > 5 else ""
             return None, f"{len(waiting)} workflow(s) not closed yet: {', '.join(waiting[:5])}{more}"
         return statuses, ""
     # Count first: while anything is still running, listing every match would be wasted work.
-    running = await hook.acount_executions(f"({query}) AND ExecutionStatus = '{RUNNING}'")
+    running = await hook.acount_executions(f"({query}) AND ExecutionStatus = '{WorkflowStatus.RUNNING}'")
     if running:
         return None, f"{running} workflow(s) matching {query} still running"
     latest: dict[str, str | None] = {}
@@ -49,7 +45,7 @@ async def poll_statuses(
         latest[run["workflow_id"]] = run["status"]
     if len(latest) < min_matches:
         return None, f"{query} matches {len(latest)} workflow(s), waiting for at least {min_matches}"
-    if any(s in _OPEN for s in latest.values()):
+    if any(s in OPEN_STATUSES for s in latest.values()):
         return None, f"workflows matching {query} continued as new and are not closed yet"
     return latest, ""
 

@@ -16,79 +16,9 @@ from airflow_backfill_provider.hooks.temporal import (
     TemporalQueryError,
     TemporalWorkflowFailedError,
     TemporalWorkflowNotFoundError,
-    client_kwargs_from_connection,
 )
 
-PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
-
-
-# -- connection mapping (pure) -------------------------------------------------------------------
-
-
-def test_client_kwargs_defaults():
-    kw = client_kwargs_from_connection(host="temporal.local", port=None, password=None, extra={})
-    assert kw["target_host"] == "temporal.local:7233"
-    assert kw["namespace"] == "default"
-    assert "tls" not in kw and "api_key" not in kw
-
-
-def test_client_kwargs_api_key_namespace_and_scheme():
-    kw = client_kwargs_from_connection(
-        host="grpcs://ns.acct.tmprl.cloud", port=7233, password="secret-key", extra={"namespace": "ingestion"}
-    )
-    assert kw["target_host"] == "ns.acct.tmprl.cloud:7233"
-    assert kw["namespace"] == "ingestion"
-    assert kw["api_key"] == "secret-key"  # the SDK turns TLS on by itself when an API key is set
-    override = client_kwargs_from_connection(
-        host="h", port=1, password=None, extra={"namespace": "a"}, namespace="b"
-    )
-    assert override["namespace"] == "b"
-
-
-def test_client_kwargs_mtls_from_pem_and_file(tmp_path):
-    key_file = tmp_path / "client.key"
-    key_file.write_text("-----BEGIN PRIVATE KEY-----\nAAA\n-----END PRIVATE KEY-----\n")
-    kw = client_kwargs_from_connection(
-        host="h",
-        port=7233,
-        password=None,
-        extra={
-            "tls_client_cert": PEM,
-            "tls_client_key": str(key_file),
-            "tls_ca_cert": PEM,
-            "tls_server_name": "frontend.internal",
-        },
-    )
-    tls = kw["tls"]
-    assert tls.client_cert == PEM.strip().encode()
-    assert tls.client_private_key.startswith(b"-----BEGIN PRIVATE KEY")
-    assert tls.server_root_ca_cert == PEM.strip().encode()
-    assert tls.domain == "frontend.internal"
-
-
-@pytest.mark.parametrize(
-    "extra, message",
-    [
-        ({"tls_client_cert": PEM}, "needs both"),
-        ({"tls_ca_cert": "/no/such/ca.pem"}, "PEM text"),
-        ({"rpc_metadata": {"x": 1}}, "rpc_metadata"),
-    ],
-)
-def test_client_kwargs_bad_tls_settings(extra, message):
-    with pytest.raises(ConfigurationError, match=message):
-        client_kwargs_from_connection(host="h", port=1, password=None, extra=extra)
-
-
-def test_client_kwargs_plain_tls_flag_and_prefixed_fields():
-    kw = client_kwargs_from_connection(host="h", port=1, password=None, extra={"tls": "true"})
-    assert kw["tls"] is True
-    # An unticked box never switches off the TLS an API key implies.
-    kw = client_kwargs_from_connection(host="h", port=1, password="key", extra={"tls": False})
-    assert "tls" not in kw and kw["api_key"] == "key"
-    kw = client_kwargs_from_connection(
-        host="h", port=1, password=None, extra={"extra__temporal__namespace": "old-ui"}
-    )
-    assert kw["namespace"] == "old-ui"
+# -- the connection form -------------------------------------------------------------------------
 
 
 def test_connection_type_is_registered_with_its_form():

@@ -7,29 +7,28 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from airflow_backfill_provider.exceptions import ConfigurationError
-from airflow_backfill_provider.workflows.gaps import (
-    COMPLETED,
-    FAILED,
-    MISSING,
-    RUNNING_CLASS,
-    RUNNING_TOO_LONG,
-    TERMINATED,
-    TIMED_OUT,
+from airflow_backfill_provider.workflows.classify import (
     Execution,
     HistoryPoints,
     KeyReport,
     assign_executions,
-    backfill_requests_ddl,
     classify_key,
     count_classes,
+)
+from airflow_backfill_provider.workflows.requests import backfill_requests_ddl, request_id
+from airflow_backfill_provider.workflows.spec import (
     parse_specs,
     render_args,
     render_workflow_id,
     replacement_attempt,
     replacement_workflow_id,
-    request_id,
-    visibility_queries,
 )
+from airflow_backfill_provider.workflows.status import KeyClass
+from airflow_backfill_provider.workflows.visibility import visibility_queries
+
+COMPLETED, FAILED, MISSING = KeyClass.COMPLETED, KeyClass.FAILED, KeyClass.MISSING
+RUNNING_CLASS, RUNNING_TOO_LONG = KeyClass.RUNNING, KeyClass.RUNNING_TOO_LONG
+TERMINATED, TIMED_OUT = KeyClass.TERMINATED, KeyClass.TIMED_OUT
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 END = START + timedelta(days=1)
