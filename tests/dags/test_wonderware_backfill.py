@@ -7,9 +7,9 @@ from datetime import datetime, timezone
 import pendulum
 import pytest
 import sqlalchemy as sa
-from conftest import faulty_historian, set_connections
 
 from airflow_backfill_provider.testing.counts import clickhouse_counts
+from airflow_backfill_provider.testing.faults import faulty_historian
 
 UTC = timezone.utc
 JAN1 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -48,9 +48,9 @@ def states(dr) -> dict[str, list[str]]:
     return out
 
 
-def test_backfill_day_is_exact_for_every_tag_type(dagbag, historian_server, chdb_path, monkeypatch):
+def test_backfill_day_is_exact_for_every_tag_type(connections, dagbag, historian_server, chdb_path):
     url, _ = historian_server
-    set_connections(monkeypatch, source_url=url, chdb_path=chdb_path)
+    connections(source_url=url, chdb_path=chdb_path)
     # A manual dag.test(logical_date=X) covers [X - 1 day, X).
     dr = run(dagbag, JAN2, tag_group_size=5, chunk_window="8h")
     assert (dr.data_interval_start, dr.data_interval_end) == (JAN1, JAN2)
@@ -92,9 +92,9 @@ def test_backfill_day_is_exact_for_every_tag_type(dagbag, historian_server, chdb
     assert clickhouse_counts(chdb_path) == both
 
 
-def test_empty_interval_succeeds_with_zero_rows(dagbag, historian_server, chdb_path, monkeypatch):
+def test_empty_interval_succeeds_with_zero_rows(connections, dagbag, historian_server, chdb_path):
     url, _ = historian_server
-    set_connections(monkeypatch, source_url=url, chdb_path=chdb_path)
+    connections(source_url=url, chdb_path=chdb_path)
     dr = run(dagbag, datetime(2025, 2, 1, tzinfo=UTC), tag_group_size=20, chunk_window="1d")
     assert dr.state == "success", states(dr)
     assert states(dr)["fetch_insert"] == ["success"]
@@ -103,9 +103,9 @@ def test_empty_interval_succeeds_with_zero_rows(dagbag, historian_server, chdb_p
     assert finalize.xcom_pull(task_ids="finalize")["rows"] == 0
 
 
-def test_dry_run_writes_nothing(dagbag, historian_server, chdb_path, monkeypatch):
+def test_dry_run_writes_nothing(connections, dagbag, historian_server, chdb_path):
     url, _ = historian_server
-    set_connections(monkeypatch, source_url=url, chdb_path=chdb_path)
+    connections(source_url=url, chdb_path=chdb_path)
     dr = run(dagbag, JAN2, dry_run=True, tag_group_size=15)
     assert dr.state == "success", states(dr)
     assert states(dr)["finalize"] == ["skipped"]  # no asset event for a dry run
@@ -120,7 +120,7 @@ def test_dry_run_writes_nothing(dagbag, historian_server, chdb_path, monkeypatch
 
 
 def test_chunk_failing_mid_stream_succeeds_on_retry_and_ends_exact(
-    dagbag, postgres_url, chdb_path, monkeypatch
+    connections, dagbag, postgres_url, chdb_path
 ):
     """History is a view whose rows pass through a function that raises once, at the 10,000th row
     read (a sequence counts rows and is not rolled back), i.e. mid-way through a chunk's stream."""
@@ -138,7 +138,7 @@ def test_chunk_failing_mid_stream_succeeds_on_retry_and_ends_exact(
         predicate="fail_once()",
     )
     engine.dispose()
-    set_connections(monkeypatch, source_url=postgres_url, chdb_path=chdb_path)
+    connections(source_url=postgres_url, chdb_path=chdb_path)
 
     dr = run(dagbag, JAN2, tag_group_size=5, chunk_window="12h", batch_size=1000)
     assert dr.state == "success", states(dr)
@@ -147,11 +147,11 @@ def test_chunk_failing_mid_stream_succeeds_on_retry_and_ends_exact(
     assert clickhouse_counts(chdb_path) == source_counts(postgres_url, JAN1, JAN2)
 
 
-def test_source_down_fails_clearly_and_writes_nothing(dagbag, chdb_path, monkeypatch):
+def test_source_down_fails_clearly_and_writes_nothing(connections, dagbag, chdb_path):
     from airflow_backfill_provider.testing.services import free_port
 
     down = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/historian"
-    set_connections(monkeypatch, source_url=down, chdb_path=chdb_path, source_extra={"retry_attempts": 2})
+    connections(source_url=down, chdb_path=chdb_path, source_extra={"retry_attempts": 2})
     dr = run(dagbag, JAN2)
     assert dr.state == "failed"
     st = states(dr)
@@ -160,13 +160,13 @@ def test_source_down_fails_clearly_and_writes_nothing(dagbag, chdb_path, monkeyp
     assert clickhouse_counts(chdb_path) == {}
 
 
-def test_source_down_error_names_the_problem(monkeypatch, chdb_path):
+def test_source_down_error_names_the_problem(connections, chdb_path):
     from airflow_backfill_provider.exceptions import SourceUnavailableError
     from airflow_backfill_provider.hooks.wonderware import WonderwareHook
     from airflow_backfill_provider.testing.services import free_port
 
     down = f"postgresql+psycopg://reader:s3cret-pw@127.0.0.1:{free_port()}/historian"
-    set_connections(monkeypatch, source_url=down, chdb_path=chdb_path, source_extra={"retry_attempts": 2})
+    connections(source_url=down, chdb_path=chdb_path, source_extra={"retry_attempts": 2})
     with pytest.raises(SourceUnavailableError) as err:
         WonderwareHook().discover_tags()
     message = str(err.value)
@@ -174,7 +174,7 @@ def test_source_down_error_names_the_problem(monkeypatch, chdb_path):
     assert "s3cret-pw" not in message
 
 
-def test_bad_chunk_fails_alone_then_reprocessing_fixes_it(dagbag, postgres_url, chdb_path, monkeypatch):
+def test_bad_chunk_fails_alone_then_reprocessing_fixes_it(connections, dagbag, postgres_url, chdb_path):
     """One tag group's reads always fail: its chunks fail after their retry, the others land, finalize
     still runs and fails the run; once the source is fixed, re-running the interval ends exact."""
     engine = faulty_historian(
@@ -193,9 +193,7 @@ def test_bad_chunk_fails_alone_then_reprocessing_fixes_it(dagbag, postgres_url, 
     with engine.begin() as conn:
         bad_tag = conn.execute(sa.text('SELECT min("TagName") FROM history_data')).scalar()
         conn.execute(sa.text("INSERT INTO broken VALUES (:t)"), {"t": bad_tag})
-    set_connections(
-        monkeypatch, source_url=postgres_url, chdb_path=chdb_path, source_extra={"retry_attempts": 1}
-    )
+    connections(source_url=postgres_url, chdb_path=chdb_path, source_extra={"retry_attempts": 1})
 
     dr = run(dagbag, JAN2, tag_group_size=5, chunk_window="1d")
     st = states(dr)
