@@ -12,9 +12,6 @@ from datetime import datetime, timedelta
 
 import pytest
 
-# test_native_backfill imports it from here; the helper itself lives in the testing package.
-from airflow_backfill_provider.testing.faults import faulty_historian  # noqa: F401
-
 os.environ["WONDERWARE_BACKFILL_RETRIES"] = "1"
 os.environ["WONDERWARE_BACKFILL_RETRY_DELAY"] = "1"
 

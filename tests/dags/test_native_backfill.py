@@ -12,9 +12,9 @@ from datetime import date
 from pathlib import Path
 
 import sqlalchemy as sa
-from conftest import faulty_historian
 
 from airflow_backfill_provider.testing.counts import clickhouse_counts, source_days
+from airflow_backfill_provider.testing.faults import faulty_historian
 from airflow_backfill_provider.testing.stack import AirflowStack, backfill_args, wonderware_backfill_env
 
 DAGS_FOLDER = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
