@@ -111,12 +111,22 @@ class WonderwareToClickHouseOperator(BaseOperator):
             self.log.info("Dry run: would replace the window with %d source rows; wrote nothing.", rows)
             return {**summary, "rows": 0, "source_rows": rows, "seconds": 0.0, "dry_run": True}
 
+        from airflow_backfill_provider.historian.sync import clip_to_fence
         from airflow_backfill_provider.historian.transfer import transfer_chunk
+        from airflow_backfill_provider.hooks._clickhouse_sync import read_fence
         from airflow_backfill_provider.hooks.clickhouse import ClickHouseBackfillHook
 
+        target = ClickHouseBackfillHook(clickhouse_conn_id=self.clickhouse_conn_id)
+        # Read before the source: the minute-level sync never writes below its claims from now on,
+        # so stopping there keeps this chunk and the sync off each other's rows (docs/sync.md).
+        end, fenced = clip_to_fence(start, end, read_fence(target, self.table, tags))
+        if fenced:
+            self.log.info("Chunk %s: %s.", chunk_id, fenced)
+        if end is None:
+            return {**summary, "rows": 0, "seconds": 0.0, "fenced": True, "dry_run": False}
         result = transfer_chunk(
             source,
-            ClickHouseBackfillHook(clickhouse_conn_id=self.clickhouse_conn_id),
+            target,
             table=self.table,
             tags=tags,
             start=start,

@@ -1,0 +1,215 @@
+"""One minute-level sync run, from the historian to a target that appends exactly. No Airflow import.
+
+A run plans its windows from the per-tag state (:mod:`.sync`), records its claims, then for each
+group reads the source window into spool files, stages them and appends the rows the target lacks
+(:func:`~.transfer.transfer_chunk` with the target's append stage), and records the group done.
+A run that dies half-way leaves its tags claimed with their previous watermark: the next run reads
+the same windows again, and the append skips what is already there.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from airflow_backfill_provider.exceptions import ReconciliationError
+from airflow_backfill_provider.historian.schema import DEFAULT_TABLE
+from airflow_backfill_provider.historian.sync import (
+    SyncOptions,
+    TagState,
+    claim_rows,
+    done_rows,
+    lag_seconds,
+    plan_sync,
+)
+from airflow_backfill_provider.historian.transfer import (
+    DEFAULT_SPOOL_ROWS,
+    HistorySource,
+    StagingTarget,
+    transfer_chunk,
+)
+from airflow_backfill_provider.utils import iso
+
+log = logging.getLogger(__name__)
+
+# Tags named per problem in a log line or an error: enough to act on, short enough to read.
+_SHOWN = 10
+
+
+class SyncTarget(StagingTarget, Protocol):
+    """A target the sync writes to: stages that append exactly, and the per-tag state."""
+
+    #: Set by a stage's commit: ``inserted_rows``, ``source_rows``, ``last_seen`` per tag, ``mismatched``.
+    last_commit: dict[str, Any] | None
+
+    def read_state(self, tags: Sequence[str]) -> dict[str, TagState]: ...
+
+    def write_state(self, rows: Sequence[TagState]) -> None: ...
+
+
+def sync_once(
+    source: HistorySource,
+    target: SyncTarget,
+    *,
+    tags: Sequence[str],
+    horizon: datetime,
+    retry: Callable[[Callable[[], int], str], int],
+    options: SyncOptions | None = None,
+    table: str = DEFAULT_TABLE,
+    batch_size: int = 50_000,
+    run_id: str | None = None,
+    spool_dir: str | None = None,
+    spool_rows: int = DEFAULT_SPOOL_ROWS,
+    source_options: dict[str, Any] | None = None,
+    strict: bool = True,
+) -> dict[str, Any]:
+    """Bring ``table`` up to ``horizon`` for ``tags``; return what the run did (small, JSON-serialisable).
+
+    :param horizon: the read instant; rows at or after it are left to the next run.
+    :param retry: ``retry(fn, what)`` runs a whole group read under the source's retry policy.
+    :param strict: raise :class:`ReconciliationError` when a window's count differs from the
+        source's after the append (after recording the state, so the sync is never stuck on it);
+        with ``False`` the mismatch is logged as a warning and returned.
+    """
+    options = options or SyncOptions()
+    run_id = run_id or uuid.uuid4().hex
+    started = time.monotonic()
+    states = target.read_state(sorted(set(tags)))
+    plan = plan_sync(tags, states, horizon, options)
+    horizon = plan.horizon
+    _log_plan(plan)
+    target.write_state(claim_rows(plan, run_id))
+
+    rows = inserted = 0
+    read_seconds = write_seconds = 0.0
+    seen: dict[str, datetime] = {}
+    mismatches: list[dict[str, Any]] = []
+    for group in plan.groups:
+        target.last_commit = None
+        result = transfer_chunk(
+            source,
+            target,
+            table=table,
+            tags=group.tags,
+            start=group.start,
+            end=group.end,
+            batch_size=batch_size,
+            retry=retry,
+            spool_dir=spool_dir,
+            spool_rows=spool_rows,
+            source_options=source_options,
+            staged=True,
+        )
+        commit = target.last_commit
+        if commit is None:  # a target whose stage does not report: the append cannot be verified
+            raise TypeError(f"{type(target).__name__}'s stage did not report its commit (last_commit).")
+        target.write_state(done_rows(plan, group, commit["last_seen"], run_id))
+        seen.update(commit["last_seen"])
+        rows += result["rows"]
+        inserted += commit["inserted_rows"]
+        read_seconds += result["read_seconds"]
+        write_seconds += result["write_seconds"]
+        log.info(
+            "Sync %s – %s, %d tags: %d source rows, %d new (read %.2fs, write %.2fs)",
+            iso(group.start),
+            iso(group.end),
+            len(group.tags),
+            result["rows"],
+            commit["inserted_rows"],
+            result["read_seconds"],
+            result["write_seconds"],
+        )
+        if commit["mismatched"]:
+            mismatches.append(
+                {"start": iso(group.start), "end": iso(group.end), "tags": commit["mismatched"]}
+            )
+
+    before = [s.last_seen for s in plan.previous.values()]
+    after = {t: s.last_seen for t, s in plan.previous.items()}
+    for tag, newest in seen.items():
+        after[tag] = max(newest, after[tag]) if after.get(tag) else newest
+    seconds = time.monotonic() - started
+    summary = {
+        "run_id": run_id,
+        "horizon": iso(horizon),
+        "tags": len(plan.tags),
+        "groups": len(plan.groups),
+        "earliest_start": iso(min((g.start for g in plan.groups), default=None)),
+        "first_run_tags": len(plan.first_run),
+        "held_tags": len(plan.held),
+        "skipped_tags": len(plan.skipped),
+        "rows_read": rows,
+        "rows_inserted": inserted,
+        "seconds": round(seconds, 3),
+        "read_seconds": round(read_seconds, 3),
+        "write_seconds": round(write_seconds, 3),
+        "rows_per_second": round(rows / seconds, 1) if seconds > 0 else 0.0,
+        "lag_before_seconds": lag_seconds(horizon, before),
+        "lag_after_seconds": lag_seconds(horizon, after.values()),
+        "mismatched_windows": len(mismatches),
+    }
+    log.info(
+        "Sync up to %s: %d tags in %d groups, %d source rows read, %d inserted in %.2fs",
+        summary["horizon"],
+        summary["tags"],
+        summary["groups"],
+        rows,
+        inserted,
+        seconds,
+    )
+    if mismatches:
+        message = _mismatch_message(table, mismatches)
+        if strict:
+            raise ReconciliationError(message)
+        log.warning("%s", message)
+        summary["mismatches"] = mismatches
+    return summary
+
+
+def _log_plan(plan) -> None:
+    if plan.first_run:
+        log.info(
+            "First sync of %d tags, from %s (older history is wonderware_backfill's): %s",
+            len(plan.first_run),
+            iso(min(plan.starts[t] for t in plan.first_run if t in plan.starts)) if plan.starts else None,
+            _preview(plan.first_run),
+        )
+    if plan.held:
+        log.warning(
+            "%d tags start at their previous claim, later than the lookback asks (the lookback or lag "
+            "allowance grew; claims never go back, so it takes effect as the watermark advances): %s",
+            len(plan.held),
+            _preview(plan.held),
+        )
+    if plan.skipped:
+        log.warning(
+            "%d tags not read: their window starts at or after the horizon %s (has the clock gone back?): %s",
+            len(plan.skipped),
+            iso(plan.horizon),
+            _preview(plan.skipped),
+        )
+
+
+def _mismatch_message(table: str, mismatches: list[dict[str, Any]]) -> str:
+    parts = []
+    for m in mismatches:
+        shown = list(m["tags"].items())[:_SHOWN]
+        detail = ", ".join(f"{t!r}: {held} held vs {src} at the source" for t, (held, src) in shown)
+        more = len(m["tags"]) - len(shown)
+        parts.append(f"{m['start']} – {m['end']}: {detail}" + (f" (+{more} tags)" if more > 0 else ""))
+    return (
+        f"{table}: after the sync's append, {len(mismatches)} window(s) hold a different number of rows "
+        f"than the source: {'; '.join(parts)}. The rows the source has were all appended; a difference "
+        "means the table holds rows the source no longer has, or the source repeats a (TagName, DateTime). "
+        "A wonderware_backfill reprocess of that interval for these tags makes it exact once the sync's "
+        "claims have moved past it (lookback + max tag lag later; until then the fence stops a backfill there)."
+    )
+
+
+def _preview(items: Sequence[str]) -> str:
+    shown = ", ".join(repr(t) for t in items[:_SHOWN])
+    return shown + (f", … (+{len(items) - _SHOWN})" if len(items) > _SHOWN else "")
