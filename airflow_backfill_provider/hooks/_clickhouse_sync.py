@@ -117,6 +117,7 @@ class AppendStage(ClickHouseStage):
             f"INSERT INTO {qtable} ({cols}) SELECT {cols} FROM {qstage} "
             f"WHERE (TagName, DateTime) NOT IN (SELECT TagName, DateTime FROM {qtable} WHERE {_WINDOW})",
             parameters=params,
+            settings=self.target.append_settings or None,
         )
         after = hook.count_window(client, table, tags, start, end)
         last_seen = {
@@ -168,14 +169,22 @@ class ClickHouseSyncTarget:
     :param hook: the ClickHouse hook (its sessions hold the embedded lock).
     :param table: the history table.
     :param state_table: the state table; default ``<table>_sync_state``.
+    :param append_settings: ClickHouse settings of the append's INSERT, e.g. ``{"max_rows_to_read":
+        ..., "read_overflow_mode": "throw"}`` as a guard that a run never scans the table.
     """
 
     def __init__(
-        self, hook: ClickHouseBackfillHook, table: str = DEFAULT_TABLE, state_table: str | None = None
+        self,
+        hook: ClickHouseBackfillHook,
+        table: str = DEFAULT_TABLE,
+        state_table: str | None = None,
+        *,
+        append_settings: dict[str, Any] | None = None,
     ) -> None:
         self.hook = hook
         self.table = table
         self.state_table = state_table or state_table_name(table)
+        self.append_settings = dict(append_settings or {})
         #: The result of the last committed stage (inserted rows, newest row per tag, mismatches).
         self.last_commit: dict[str, Any] | None = None
 
