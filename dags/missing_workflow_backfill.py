@@ -8,6 +8,9 @@ of the spec (completed, running, running too long, failed, timed out, terminated
 `backfill` starts one replacement per gap under a deterministic id and records it in ClickHouse
 (`dry_run` only reports); `summary` logs the counts and fails the run when a step failed.
 
+A run somebody triggers is a dry run unless its `dry_run` Param is turned off; scheduled runs and
+backfills start replacements unless their own conf sets `dry_run`.
+
 The spec comes from the `spec` Param, the `spec_file` Param's file, an Airflow Variable, or a file.
 Deployment settings (environment variables), the spec's fields and Params:
 [docs/missing-workflow-backfill.md](docs/missing-workflow-backfill.md) of airflow-backfill-provider.
@@ -18,14 +21,18 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
-from airflow.sdk import CronDataIntervalTimetable, Param, TriggerRule, dag, task
+from airflow.sdk import CronDataIntervalTimetable, TriggerRule, dag, task
 
 from airflow_backfill_provider.operators.workflow_backfill import (
     TemporalBackfillGapsOperator,
     TemporalFindWorkflowGapsOperator,
 )
+from airflow_backfill_provider.params.missing_workflow_backfill import (
+    params as missing_workflow_backfill_params,
+)
 from airflow_backfill_provider.settings import MissingWorkflowBackfillSettings
 from airflow_backfill_provider.tasks import missing_workflow_backfill as steps
+from airflow_backfill_provider.tasks.runs import RunInfo
 
 SETTINGS = MissingWorkflowBackfillSettings.from_env()
 
@@ -38,39 +45,29 @@ SETTINGS = MissingWorkflowBackfillSettings.from_env()
     catchup=SETTINGS.catchup,
     max_active_runs=SETTINGS.max_active_runs,
     default_args={
+        # Airflow runs no task of a manual run dated before the start date; with the start date in
+        # default_args, `airflow dags trigger` refuses such a run instead, naming both dates.
+        **({"start_date": SETTINGS.start_date} if SETTINGS.start_date else {}),
         "retries": 2,
         "retry_delay": timedelta(seconds=30),
         "retry_exponential_backoff": True,
     },
-    params={
-        "spec": Param(
-            None,
-            type=["null", "object", "array"],
-            description='Workflow spec (object, list, or {"workflows": [...]}); empty: spec_file, Variable, file.',
-        ),
-        "spec_file": Param(None, type=["null", "string"], description="Path of a JSON spec file."),
-        "dry_run": Param(
-            False, type="boolean", description="Classify and report only: start and record nothing."
-        ),
-        "max_starts": Param(
-            100,
-            type="integer",
-            minimum=0,
-            description="Refuse to start more replacements than this in one run.",
-        ),
-        "interval_start": Param(
-            None, type=["null", "string"], description="Check this interval instead of the run's (ISO 8601)."
-        ),
-        "interval_end": Param(None, type=["null", "string"], description="End of that interval (exclusive)."),
-    },
+    params=missing_workflow_backfill_params(),
+    # For the backfill task's templated dry_run: the Param for triggered runs, the conf for others.
+    user_defined_macros={"dry_run_of": steps.dry_run_of},
     tags=["backfill", "temporal", "clickhouse"],
     doc_md=__doc__,
 )
 def missing_workflow_backfill():
     @task
-    def resolve_spec(params=None):
+    def resolve_spec(params=None, dag_run=None):
         """The raw spec (kept in XCom for the record); validated by find_gaps."""
-        return steps.resolve_spec(params, spec_variable=SETTINGS.spec_variable, spec_file=SETTINGS.spec_file)
+        return steps.resolve_spec(
+            params,
+            spec_variable=SETTINGS.spec_variable,
+            spec_file=SETTINGS.spec_file,
+            run=RunInfo.of(dag_run, SETTINGS.schedule),
+        )
 
     spec = resolve_spec()
     if SETTINGS.settle is not None:
@@ -79,14 +76,15 @@ def missing_workflow_backfill():
     find = TemporalFindWorkflowGapsOperator(
         task_id="find_gaps",
         spec=spec,
-        interval_start="{{ params.interval_start or data_interval_start.isoformat() }}",
-        interval_end="{{ params.interval_end or data_interval_end.isoformat() }}",
+        # Empty: the run's data interval, or for a run without one the last complete interval.
+        interval_start="{{ params.interval_start or '' }}",
+        interval_end="{{ params.interval_end or '' }}",
         temporal_conn_id=SETTINGS.temporal_conn_id,
     )
     backfill = TemporalBackfillGapsOperator(
         task_id="backfill",
         gaps=find.output,
-        dry_run="{{ params.dry_run }}",
+        dry_run="{{ dry_run_of(dag_run, params) }}",
         max_starts="{{ params.max_starts }}",
         table=SETTINGS.table,
         temporal_conn_id=SETTINGS.temporal_conn_id,

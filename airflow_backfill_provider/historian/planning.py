@@ -18,6 +18,9 @@ from airflow_backfill_provider.utils import parse_duration, to_utc
 
 # Airflow's default [core] max_map_length: a mapped task refuses more task instances than this.
 DEFAULT_MAX_CHUNKS = 1024
+# SQL Server takes at most 2,100 parameters per statement; a chunk's query binds one per tag plus a
+# few for the window and options, so 2,000 tags leave room.
+MAX_TAG_GROUP_SIZE = 2000
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,20 @@ def chunk_id(window_start: datetime, window_end: datetime, tags: Sequence[str]) 
     return f"{window_start:%Y%m%dT%H%M%S}-{window_end:%Y%m%dT%H%M%S}-{digest}"
 
 
+def check_chunking(window: str | int | timedelta, tag_group_size: int) -> tuple[timedelta, int]:
+    """The chunk window as a duration and the tag group size, checked; raise ConfigurationError naming
+    the bad value and the limit."""
+    step = parse_duration(window, "chunk window")
+    if isinstance(tag_group_size, bool) or not isinstance(tag_group_size, int) or tag_group_size < 1:
+        raise ConfigurationError(f"Invalid tag_group_size {tag_group_size!r}: it must be a positive integer.")
+    if tag_group_size > MAX_TAG_GROUP_SIZE:
+        raise ConfigurationError(
+            f"Invalid tag_group_size {tag_group_size}: at most {MAX_TAG_GROUP_SIZE} tags per chunk, because "
+            "SQL Server accepts at most 2,100 parameters in one query. Use e.g. 500, or split the tags."
+        )
+    return step, tag_group_size
+
+
 def plan_chunks(
     start: str | datetime,
     end: str | datetime,
@@ -82,9 +99,7 @@ def plan_chunks(
     start_dt, end_dt = to_utc(start, "start"), to_utc(end, "end")
     if end_dt <= start_dt:
         raise ConfigurationError(f"Empty or reversed interval: start {start_dt} is not before end {end_dt}.")
-    step = parse_duration(window, "chunk window")
-    if isinstance(tag_group_size, bool) or not isinstance(tag_group_size, int) or tag_group_size < 1:
-        raise ConfigurationError(f"Invalid tag_group_size {tag_group_size!r}: it must be a positive integer.")
+    step, tag_group_size = check_chunking(window, tag_group_size)
     names = sorted(set(tags))
     if not names:
         return []
@@ -114,6 +129,7 @@ class RunSummary:
     chunks_failed: int
     success_rate: float
     rows: int
+    source_rows: int
     transfer_seconds: float
     duration_seconds: float
     rows_per_second: float
@@ -131,12 +147,14 @@ def summarize(
     """Summarise a run from its planned chunk ids and the results of the chunks that succeeded.
 
     A chunk with no result (failed, upstream-failed or never run) counts as failed. An empty plan is a
-    success with rate 1.0: nothing was due.
+    success with rate 1.0: nothing was due. ``rows`` counts rows written, ``source_rows`` rows read or,
+    in a dry run, counted at the source: what the run loads, or would load.
     """
     by_id = {r["chunk_id"]: r for r in results if r and r.get("chunk_id")}
     ok = [by_id[c] for c in chunk_ids if c in by_id]
     failed = tuple(c for c in chunk_ids if c not in by_id)
     rows = sum(int(r.get("rows", 0)) for r in ok)
+    source_rows = sum(int(r.get("source_rows", r.get("rows", 0))) for r in ok)
     transfer = sum(float(r.get("seconds", 0.0)) for r in ok)
     total = len(chunk_ids)
     return RunSummary(
@@ -145,6 +163,7 @@ def summarize(
         chunks_failed=len(failed),
         success_rate=round(len(ok) / total, 4) if total else 1.0,
         rows=rows,
+        source_rows=source_rows,
         transfer_seconds=round(transfer, 3),
         duration_seconds=round(duration_seconds, 3),
         rows_per_second=round(rows / duration_seconds, 1) if duration_seconds > 0 else 0.0,
@@ -157,9 +176,13 @@ def resolve_window(
     range_end: str | None,
     data_interval_start: datetime | None,
     data_interval_end: datetime | None,
+    *,
+    default_interval: tuple[datetime, datetime] | None = None,
 ) -> tuple[datetime, datetime]:
     """The window a run works on: the explicit ``range_start``/``range_end`` Params if given, else
-    the run's data interval. Raises ConfigurationError naming what is missing."""
+    the run's data interval, else ``default_interval`` (a manual run without a logical date has no
+    data interval; the caller passes the one such a run covers). Raises ConfigurationError naming
+    what is missing or wrong."""
     if range_start or range_end:
         if not (range_start and range_end):
             raise ConfigurationError(
@@ -167,8 +190,16 @@ def resolve_window(
                 f"range_end={range_end!r})."
             )
         start, end = to_utc(range_start, "range_start"), to_utc(range_end, "range_end")
-    elif data_interval_start is not None and data_interval_end is not None:
+        if end <= start:
+            raise ConfigurationError(
+                f"range_end {range_end!r} is not after range_start {range_start!r}: the window is "
+                "[range_start, range_end), end exclusive. Swap them, or set range_end later."
+            )
+        return start, end
+    if data_interval_start is not None and data_interval_end is not None:
         start, end = to_utc(data_interval_start), to_utc(data_interval_end)
+    elif default_interval is not None:
+        start, end = to_utc(default_interval[0]), to_utc(default_interval[1])
     else:
         raise ConfigurationError(
             "This run has no data interval (a manual run without a logical date?). Trigger it with a "

@@ -23,12 +23,13 @@ from __future__ import annotations
 import os
 import queue
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
+
+from airflow_backfill_provider.historian.spool import make_spool_dir, sweep_spool
 
 # Rows per spool file, i.e. per INSERT and staged part: it bounds the write's memory in embedded
 # mode, where fewer, larger files would be faster (docs/performance.md has the figures).
@@ -284,7 +285,8 @@ def transfer_chunk(
     elif staged and not isinstance(target, StagingTarget):
         raise TypeError(f"{type(target).__name__} has no stage(table, key): it cannot load staged.")
     schema = arrow_history_schema()
-    directory = tempfile.mkdtemp(prefix="wonderware-chunk-", dir=spool_dir)
+    sweep_spool(spool_dir)
+    directory = make_spool_dir(spool_dir)
     what = f"Reading History {start.isoformat()} – {end.isoformat()} ({len(tags)} tags)"
     started = time.monotonic()
     paths: list[str] = []

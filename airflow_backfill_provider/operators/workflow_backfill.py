@@ -16,6 +16,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow_backfill_provider.exceptions import ConfigurationError, fail_without_retry
 from airflow_backfill_provider.hooks.temporal import TemporalHook
 from airflow_backfill_provider.operators.temporal import _seconds
+from airflow_backfill_provider.settings.schedule import last_complete_interval
 from airflow_backfill_provider.utils import as_bool, quote_identifier, to_utc
 from airflow_backfill_provider.workflows.classify import (
     Execution,
@@ -78,13 +79,7 @@ class TemporalFindWorkflowGapsOperator(BaseOperator):
     def execute(self, context: Context) -> list[dict[str, Any]]:
         with fail_without_retry():
             specs = parse_specs(self.spec)
-            start = to_utc(self.interval_start or context["data_interval_start"], "interval_start")
-            end = to_utc(self.interval_end or context["data_interval_end"], "interval_end")
-            if end <= start:
-                raise ConfigurationError(
-                    f"The interval [{start.isoformat()}, {end.isoformat()}) is empty: use an interval "
-                    "timetable (CronDataIntervalTimetable) or give interval_start/interval_end."
-                )
+            start, end = self._interval(context)
         now = datetime.now(timezone.utc)
         entries = []
         for spec in specs:
@@ -118,6 +113,41 @@ class TemporalFindWorkflowGapsOperator(BaseOperator):
                 }
             )
         return entries
+
+    def _interval(self, context: Context) -> tuple[datetime, datetime]:
+        """The interval to check: the given one, else the run's data interval, else (a run triggered
+        without a logical date) the last complete interval of the DAG's cron schedule."""
+        if bool(self.interval_start) != bool(self.interval_end):
+            raise ConfigurationError(
+                f"Give both interval_start and interval_end, or neither (got interval_start="
+                f"{self.interval_start!r}, interval_end={self.interval_end!r})."
+            )
+        if self.interval_start:
+            start = to_utc(self.interval_start, "interval_start")
+            end = to_utc(self.interval_end, "interval_end")
+            if end <= start:
+                raise ConfigurationError(
+                    f"interval_end {self.interval_end!r} is not after interval_start {self.interval_start!r}: "
+                    "the interval is [interval_start, interval_end), end exclusive. Swap them."
+                )
+            return start, end
+        start, end = context.get("data_interval_start"), context.get("data_interval_end")
+        if start is None or end is None:
+            expression = getattr(getattr(context.get("dag"), "timetable", None), "expression", None)
+            run_after = getattr(context.get("dag_run"), "run_after", None)
+            if expression is None or run_after is None:
+                raise ConfigurationError(
+                    "This run has no data interval and its DAG no cron schedule to infer one from: "
+                    "give interval_start and interval_end."
+                )
+            start, end = last_complete_interval(expression, run_after)
+        start, end = to_utc(start, "data_interval_start"), to_utc(end, "data_interval_end")
+        if end <= start:
+            raise ConfigurationError(
+                f"The interval [{start.isoformat()}, {end.isoformat()}) is empty: use an interval "
+                "timetable (CronDataIntervalTimetable) or give interval_start/interval_end."
+            )
+        return start, end
 
     def _classify(
         self, hook: TemporalHook, spec: WorkflowSpec, start: datetime, end: datetime, now: datetime
@@ -201,7 +231,11 @@ class TemporalBackfillGapsOperator(BaseOperator):
         self._hooks: dict[str, TemporalHook] = {}
 
     def execute(self, context: Context) -> dict[str, Any]:
-        dry_run = as_bool(self.dry_run, "dry_run")
+        with fail_without_retry():
+            dry_run = as_bool(self.dry_run, "dry_run")
+        self.log.info(
+            "%s", "Dry run: nothing will be started or recorded." if dry_run else "Starting replacements."
+        )
         todo, exhausted = [], []
         for entry in self.gaps or []:
             for data in entry["keys"]:

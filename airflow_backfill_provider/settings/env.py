@@ -10,13 +10,9 @@ import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from croniter import croniter
-
 from airflow_backfill_provider.exceptions import ConfigurationError
+from airflow_backfill_provider.settings.schedule import is_valid_cron
 from airflow_backfill_provider.utils import as_bool, check_identifier, parse_duration, to_utc
-
-# Airflow expands @quarterly itself before croniter sees it; croniter knows the other presets.
-_AIRFLOW_ONLY_PRESETS = {"@quarterly": "0 0 1 */3 *"}
 
 
 class EnvReader:
@@ -62,6 +58,25 @@ class EnvReader:
         raw = self._raw(name)
         return default if raw is None else as_bool(raw, name)
 
+    def optional_boolean(self, name: str) -> bool | None:
+        """A boolean, or ``None`` when unset or empty (the caller's default then depends on others)."""
+        raw = self.optional_text(name)
+        return None if raw is None else as_bool(raw, name)
+
+    def catchup(self, name: str, *, start_name: str, start_date: datetime | None, default: bool) -> bool:
+        """Catchup, ``default`` when unset; ``true`` needs a start date, the first interval it loads.
+
+        Without a start date, catchup has no first interval: ``true`` is refused with what to set,
+        rather than silently meaning "from whenever".
+        """
+        explicit = self.optional_boolean(name)
+        if explicit and start_date is None:
+            raise ConfigurationError(
+                f"{name} is true but {start_name} is not set: catchup loads every interval from the "
+                f"start date. Set {start_name} (e.g. 2025-01-01), or unset {name}."
+            )
+        return default if explicit is None else explicit
+
     def date(self, name: str, default: datetime | None) -> datetime | None:
         """An instant in ISO 8601 (a bare date is its UTC midnight); empty means unset."""
         raw = self.optional_text(name)
@@ -101,7 +116,7 @@ class EnvReader:
     def cron(self, name: str, default: str) -> str:
         """A cron expression or preset that Airflow's cron timetables accept."""
         value = self.text(name, default)
-        if not croniter.is_valid(_AIRFLOW_ONLY_PRESETS.get(value, value)):
+        if not is_valid_cron(value):
             raise ConfigurationError(
                 f"{name} must be a cron expression such as '0 * * * *' or a preset such as '@daily', "
                 f"got {value!r}."

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from airflow_backfill_provider.settings.env import EnvReader
 
@@ -15,11 +15,12 @@ class MissingWorkflowBackfillSettings:
     """What a deployment sets through ``MISSING_WORKFLOW_BACKFILL_*`` and the connection-id variables.
 
     The spec itself is not a setting: it is read at run time (Param, file, Airflow Variable), so the
-    DAG file's parse never touches the metadata database.
+    DAG file's parse never touches the metadata database. No start date by default: a run of any
+    date runs its tasks (Airflow runs no task of a manual run dated before a DAG's start date).
     """
 
     schedule: str = "@daily"
-    start_date: datetime = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start_date: datetime | None = None
     catchup: bool = False
     max_active_runs: int = 1
     settle: timedelta | None = timedelta(hours=1)
@@ -33,10 +34,17 @@ class MissingWorkflowBackfillSettings:
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> MissingWorkflowBackfillSettings:
         """Read and check the variables; raise :class:`ConfigurationError` naming the first bad one."""
         env = EnvReader(environ)
+        start_date = env.date("MISSING_WORKFLOW_BACKFILL_START_DATE", cls.start_date)
         return cls(
             schedule=env.cron("MISSING_WORKFLOW_BACKFILL_SCHEDULE", cls.schedule),
-            start_date=env.date("MISSING_WORKFLOW_BACKFILL_START_DATE", cls.start_date),
-            catchup=env.boolean("MISSING_WORKFLOW_BACKFILL_CATCHUP", cls.catchup),
+            start_date=start_date,
+            # Off unless asked for: a catchup would start real workflows for every missed interval.
+            catchup=env.catchup(
+                "MISSING_WORKFLOW_BACKFILL_CATCHUP",
+                start_name="MISSING_WORKFLOW_BACKFILL_START_DATE",
+                start_date=start_date,
+                default=False,
+            ),
             max_active_runs=env.integer(
                 "MISSING_WORKFLOW_BACKFILL_MAX_ACTIVE_RUNS", cls.max_active_runs, minimum=1
             ),

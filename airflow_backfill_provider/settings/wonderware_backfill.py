@@ -5,20 +5,27 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from airflow_backfill_provider.exceptions import ConfigurationError
 from airflow_backfill_provider.settings.env import EnvReader
 
+START_DATE_VARIABLE = "WONDERWARE_BACKFILL_START_DATE"
+
 
 @dataclass(frozen=True)
 class WonderwareBackfillSettings:
-    """What a deployment sets through ``WONDERWARE_BACKFILL_*`` and the connection-id variables."""
+    """What a deployment sets through ``WONDERWARE_BACKFILL_*`` and the connection-id variables.
+
+    Safe by default: without ``WONDERWARE_BACKFILL_START_DATE`` there is no catchup and the runs the
+    scheduler makes (run type ``scheduled``) load nothing and say why; manual runs and backfills
+    load. Setting the start date is the explicit act that turns scheduled loads and catchup on.
+    """
 
     schedule: str = "@daily"
-    start_date: datetime = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    start_date: datetime | None = None
     end_date: datetime | None = None
-    catchup: bool = True
+    catchup: bool = False
     max_active_runs: int = 4
     table: str = "WonderwareHistory"
     retries: int = 3
@@ -30,11 +37,18 @@ class WonderwareBackfillSettings:
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> WonderwareBackfillSettings:
         """Read and check the variables; raise :class:`ConfigurationError` naming the first bad one."""
         env = EnvReader(environ)
+        start_date = env.date(START_DATE_VARIABLE, cls.start_date)
         settings = cls(
             schedule=env.cron("WONDERWARE_BACKFILL_SCHEDULE", cls.schedule),
-            start_date=env.date("WONDERWARE_BACKFILL_START_DATE", cls.start_date),
+            start_date=start_date,
             end_date=env.date("WONDERWARE_BACKFILL_END_DATE", cls.end_date),
-            catchup=env.boolean("WONDERWARE_BACKFILL_CATCHUP", cls.catchup),
+            # Setting the start date is the explicit act that turns catchup on.
+            catchup=env.catchup(
+                "WONDERWARE_BACKFILL_CATCHUP",
+                start_name=START_DATE_VARIABLE,
+                start_date=start_date,
+                default=start_date is not None,
+            ),
             max_active_runs=env.integer(
                 "WONDERWARE_BACKFILL_MAX_ACTIVE_RUNS", cls.max_active_runs, minimum=1
             ),
@@ -44,12 +58,18 @@ class WonderwareBackfillSettings:
             wonderware_conn_id=env.text("WONDERWARE_CONN_ID", cls.wonderware_conn_id),
             clickhouse_conn_id=env.text("CLICKHOUSE_CONN_ID", cls.clickhouse_conn_id),
         )
-        if settings.end_date is not None and settings.end_date < settings.start_date:
+        start, end = settings.start_date, settings.end_date
+        if start is not None and end is not None and end < start:
             raise ConfigurationError(
-                f"WONDERWARE_BACKFILL_END_DATE {settings.end_date.isoformat()} is before "
-                f"WONDERWARE_BACKFILL_START_DATE {settings.start_date.isoformat()}: set it later, or unset it."
+                f"WONDERWARE_BACKFILL_END_DATE {end.isoformat()} is before "
+                f"{START_DATE_VARIABLE} {start.isoformat()}: set it later, or unset it."
             )
         return settings
+
+    @property
+    def scheduled_loads(self) -> bool:
+        """Whether runs of type ``scheduled`` load: only once a start date says where history begins."""
+        return self.start_date is not None
 
     @property
     def asset_name(self) -> str:

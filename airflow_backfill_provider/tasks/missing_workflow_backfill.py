@@ -1,4 +1,4 @@
-"""Task logic of the ``missing_workflow_backfill`` DAG: resolve_spec and summary."""
+"""Task logic of the ``missing_workflow_backfill`` DAG: resolve_spec, the dry-run rule and summary."""
 
 from __future__ import annotations
 
@@ -11,22 +11,43 @@ from airflow.sdk import Variable
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_backfill_provider.exceptions import ConfigurationError, fail_without_retry
+from airflow_backfill_provider.tasks.runs import RunInfo, dry_run, require_triggered
 from airflow_backfill_provider.workflows.status import CLASSES
 
 log = logging.getLogger("airflow.task")
+INTERVAL_PARAMS = ("interval_start", "interval_end")
 
 
-def resolve_spec(params: Mapping[str, Any], *, spec_variable: str, spec_file: str | None) -> Any:
+def resolve_spec(
+    params: Mapping[str, Any],
+    *,
+    spec_variable: str,
+    spec_file: str | None,
+    run: RunInfo | None = None,
+) -> Any:
     """The raw workflow spec (kept in XCom for the record; ``find_gaps`` validates it).
 
     First found wins: the ``spec`` Param, the file of the ``spec_file`` Param, the Airflow Variable
     ``spec_variable`` (JSON, read now, at run time), the file ``spec_file``. No spec, or a file that
-    cannot be read, fails the task without retry.
+    cannot be read, fails the task without retry; so does, with ``run``, an explicit interval in a
+    scheduled or backfill run. The run's mode is logged: nothing passes as a dry run unnoticed.
     """
     with fail_without_retry():
+        if run is not None:
+            require_triggered(params, INTERVAL_PARAMS, run)
         source, raw = _find_spec(params, spec_variable, spec_file)
     log.info("Workflow spec from %s", source)
+    if run is not None:
+        if dry_run(run, params.get("dry_run")):
+            log.info("Dry run (%s): replacements are reported, none started or recorded.", run.describe())
+        else:
+            log.info("Real run (%s): replacements will be started and recorded.", run.describe())
     return raw
+
+
+def dry_run_of(dag_run: Any, params: Mapping[str, Any]) -> bool:
+    """The ``backfill`` task's dry-run flag (a template macro of the DAG): see :func:`.runs.dry_run`."""
+    return dry_run(RunInfo.of(dag_run), params.get("dry_run"))
 
 
 def _find_spec(params: Mapping[str, Any], spec_variable: str, spec_file: str | None) -> tuple[str, Any]:

@@ -1,4 +1,8 @@
-"""Task logic of the ``wonderware_backfill`` DAG: discover, plan and finalize."""
+"""Task logic of the ``wonderware_backfill`` DAG: discover, plan and finalize.
+
+``discover`` is the first task, so it also applies the run-type rules (:mod:`.runs`) and checks the
+Params before the source is asked anything: a bad run fails at once, without retries.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_backfill_provider.exceptions import fail_without_retry
-from airflow_backfill_provider.historian.planning import plan_chunks, resolve_window, summarize
+from airflow_backfill_provider.historian.planning import (
+    check_chunking,
+    plan_chunks,
+    resolve_window,
+    summarize,
+)
+from airflow_backfill_provider.historian.selection import select_from_types
+from airflow_backfill_provider.tasks.runs import SCHEDULED, RunInfo, require_triggered
 
 if TYPE_CHECKING:
     from airflow_backfill_provider.hooks.wonderware import WonderwareHook
@@ -22,16 +33,61 @@ log = logging.getLogger("airflow.task")
 # dag_run.start_date is the first try's start and would count a retried run's idle time.
 PLANNED_AT = "planned_at"
 _PREVIEW = 10
+WINDOW_PARAMS = ("range_start", "range_end")
+SCHEDULED_LOADS_OFF = (
+    "Scheduled loads are off until WONDERWARE_BACKFILL_START_DATE is set: this {run} loads nothing. "
+    "Load history with `airflow backfill create --dag-id wonderware_backfill --from-date ... --to-date ...` "
+    "or the Backfill dialog, one interval with a manual trigger, or set WONDERWARE_BACKFILL_START_DATE "
+    "to load every interval from that date on (docs/wonderware-backfill.md, 'Safe by default')."
+)
 
 
-def discover(hook: WonderwareHook, params: Mapping[str, Any]) -> list[str]:
-    """The tag names to load: ``TagRef`` of the Params' types, filtered by their patterns."""
-    tags = hook.discover_tags(
-        params["tag_types"],
-        include=params["tag_include"],
-        exclude=params["tag_exclude"],
-        exclude_system=params["exclude_system_tags"],
-    )
+def check_run(params: Mapping[str, Any], run: RunInfo, *, scheduled_loads: bool) -> tuple[datetime, datetime]:
+    """Apply the run-type rules and check the Params; return the window this run loads.
+
+    A scheduled run of a deployment without a start date is skipped, saying why; explicit-range
+    Params in a scheduled or backfill run, a bad window or bad chunking fail without retry.
+    """
+    if run.run_type == SCHEDULED and not scheduled_loads:
+        raise AirflowSkipException(SCHEDULED_LOADS_OFF.format(run=run.describe()))
+    with fail_without_retry():
+        require_triggered(params, WINDOW_PARAMS, run)
+        window = resolve_window(
+            params["range_start"],
+            params["range_end"],
+            run.data_interval_start,
+            run.data_interval_end,
+            default_interval=run.default_interval(),
+        )
+        check_chunking(params["chunk_window"], params["tag_group_size"])
+    return window
+
+
+def discover(
+    hook: WonderwareHook,
+    params: Mapping[str, Any],
+    run: RunInfo | None = None,
+    *,
+    scheduled_loads: bool = True,
+) -> list[str]:
+    """The tag names to load: ``TagRef`` of the Params' types, filtered by their patterns.
+
+    With ``run``, :func:`check_run` goes first. Each tag type is asked for on its own, so a type
+    without tags and a pattern without a match are logged as warnings, and a selection that keeps no
+    tag fails without retry, naming the types and patterns.
+    """
+    if run is not None:
+        start, end = check_run(params, run, scheduled_loads=scheduled_loads)
+        log.info("This %s loads [%s, %s)", run.run_type, start.isoformat(), end.isoformat())
+    by_type = {
+        tag_type: hook.discover_tags([tag_type], exclude_system=params["exclude_system_tags"])
+        for tag_type in params["tag_types"]
+    }
+    with fail_without_retry():
+        selection = select_from_types(by_type, params["tag_include"], params["tag_exclude"])
+    for warning in selection.warnings():
+        log.warning("%s", warning)
+    tags = selection.tags
     log.info(
         "Discovered %d tags of types %s: %s",
         len(tags),
@@ -48,15 +104,21 @@ def plan(
     data_interval_end: datetime | None,
     *,
     xcom_push: Callable[..., Any],
+    default_interval: tuple[datetime, datetime] | None = None,
 ) -> list[dict]:
     """The ``fetch_insert`` kwargs of each chunk of (the run's window × ``tags``).
 
     Bad Params (a half-set range, a reversed window, too many chunks) fail the task without retry.
+    ``default_interval`` is the window of a run without a data interval (:meth:`RunInfo.default_interval`).
     ``xcom_push(key=, value=)`` records when planning finished, for :func:`finalize`.
     """
     with fail_without_retry():
         start, end = resolve_window(
-            params["range_start"], params["range_end"], data_interval_start, data_interval_end
+            params["range_start"],
+            params["range_end"],
+            data_interval_start,
+            data_interval_end,
+            default_interval=default_interval,
         )
         chunks = plan_chunks(
             start, end, tags, window=params["chunk_window"], tag_group_size=params["tag_group_size"]
@@ -98,16 +160,25 @@ def finalize(
     summary = summarize(
         [c["chunk_id"] for c in chunks], list(results or []), time.time() - planned_at
     ).as_dict()
-    log.info(
-        "Backfill %s: %d/%d chunks ok (success rate %.1f%%), %d rows, %.0f rows/s, %.1fs",
-        "DRY RUN" if params["dry_run"] else "done",
-        summary["chunks_ok"],
-        summary["chunks_total"],
-        100 * summary["success_rate"],
-        summary["rows"],
-        summary["rows_per_second"],
-        summary["duration_seconds"],
-    )
+    if params["dry_run"]:
+        log.info(
+            "Backfill DRY RUN: %d/%d chunks ok (success rate %.1f%%), would load %d rows, wrote nothing, %.1fs",
+            summary["chunks_ok"],
+            summary["chunks_total"],
+            100 * summary["success_rate"],
+            summary["source_rows"],
+            summary["duration_seconds"],
+        )
+    else:
+        log.info(
+            "Backfill done: %d/%d chunks ok (success rate %.1f%%), %d rows, %.0f rows/s, %.1fs",
+            summary["chunks_ok"],
+            summary["chunks_total"],
+            100 * summary["success_rate"],
+            summary["rows"],
+            summary["rows_per_second"],
+            summary["duration_seconds"],
+        )
     if summary["chunks_failed"]:
         raise AirflowFailException(
             f"{summary['chunks_failed']} of {summary['chunks_total']} chunks failed: "
@@ -115,7 +186,10 @@ def finalize(
             "--reprocess-behavior failed`, or clear the failed fetch_insert task instances."
         )
     if params["dry_run"]:
-        raise AirflowSkipException("Dry run: nothing written, no asset event.")
+        raise AirflowSkipException(
+            f"Dry run: would load {summary['source_rows']} rows in {summary['chunks_total']} chunks; "
+            "nothing written, no asset event."
+        )
     asset_event.extra = {
         "rows": summary["rows"],
         "chunks": summary["chunks_total"],

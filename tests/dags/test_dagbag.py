@@ -26,7 +26,14 @@ def test_every_dag_is_documented_tagged_and_retries(bag):
             assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
 
 
-def test_wonderware_backfill_has_real_intervals_and_catchup(bag):
+def test_wonderware_backfill_has_real_intervals_and_catchup(monkeypatch):
+    # Catchup follows the start date since safe defaults (issue 9): set the one this relied on.
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("WONDERWARE_BACKFILL_START_DATE", "2025-01-01")
+    import os
+
+    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     dag = bag.get_dag("wonderware_backfill")
     assert dag.catchup is True
     assert dag.start_date == datetime(2025, 1, 1, tzinfo=timezone.utc)

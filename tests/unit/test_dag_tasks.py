@@ -16,6 +16,7 @@ from airflow.sdk.execution_time.context import OutletEventAccessors
 
 from airflow_backfill_provider.tasks import missing_workflow_backfill as mwb
 from airflow_backfill_provider.tasks import wonderware_backfill as wwb
+from airflow_backfill_provider.tasks.runs import RunInfo, dry_run, require_triggered
 
 UTC = timezone.utc
 JAN1, JAN2 = datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 1, 2, tzinfo=UTC)
@@ -268,3 +269,153 @@ def test_summary_fails_the_run_naming_the_failed_step(found, backfilled, step):
     with pytest.raises(AirflowFailException) as err:
         mwb.summary(found, backfilled)
     assert str(err.value) == f"{step} failed (see its log); nothing more to report."
+
+
+# --- run-type rules (issue 9) ----------------------------------------------------------------------
+
+CHECK_PARAMS = {**PLAN_PARAMS, "chunk_window": "6h", "tag_group_size": 50}
+
+
+def _run(run_type: str, **kw) -> RunInfo:
+    interval = {"data_interval_start": JAN1, "data_interval_end": JAN2}
+    return RunInfo(run_type=run_type, schedule="@daily", **{**interval, **kw})
+
+
+def test_a_scheduled_run_without_a_start_date_loads_nothing_and_says_why():
+    with pytest.raises(AirflowSkipException) as err:
+        wwb.check_run(CHECK_PARAMS, _run("scheduled"), scheduled_loads=False)
+    assert str(err.value).startswith(
+        "Scheduled loads are off until WONDERWARE_BACKFILL_START_DATE is set: this scheduled run of "
+        "[2025-01-01T00:00:00+00:00, 2025-01-02T00:00:00+00:00) loads nothing. Load history with "
+        "`airflow backfill create --dag-id wonderware_backfill"
+    )
+    # once a start date is set, scheduled runs load their interval; backfill and manual runs always do
+    assert wwb.check_run(CHECK_PARAMS, _run("scheduled"), scheduled_loads=True) == (JAN1, JAN2)
+    for run_type in ("backfill", "manual"):
+        assert wwb.check_run(CHECK_PARAMS, _run(run_type), scheduled_loads=False) == (JAN1, JAN2)
+
+
+@pytest.mark.parametrize("run_type", ["scheduled", "backfill"])
+def test_an_explicit_range_in_a_scheduled_or_backfill_run_fails_at_once(run_type):
+    params = {**CHECK_PARAMS, "range_start": "2025-03-01T00:00:00Z", "range_end": "2025-03-02T00:00:00Z"}
+    with pytest.raises(AirflowFailException) as err:
+        wwb.check_run(params, _run(run_type), scheduled_loads=True)
+    assert str(err.value) == (
+        f"range_start and range_end are for manual runs only, but this is a {run_type} run of "
+        "[2025-01-01T00:00:00+00:00, 2025-01-02T00:00:00+00:00): scheduled and backfill runs each cover "
+        "their own data interval, and one window in every run of a backfill would load that window again "
+        "and again. Leave range_start and range_end empty in the Backfill dialog (or drop them from "
+        "--dag-run-conf); to load one explicit window, trigger a manual run with them."
+    )
+
+
+@pytest.mark.parametrize("run_type", ["manual", "operator_triggered"])
+def test_an_explicit_range_in_a_triggered_run_is_its_window(run_type):
+    params = {**CHECK_PARAMS, "range_start": "2025-03-01T00:00:00Z", "range_end": "2025-03-02T00:00:00Z"}
+    window = wwb.check_run(params, _run(run_type), scheduled_loads=False)
+    assert window == (datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 3, 2, tzinfo=UTC))
+
+
+def test_a_run_triggered_without_a_logical_date_covers_the_last_complete_interval():
+    run = _run(
+        "manual",
+        data_interval_start=None,
+        data_interval_end=None,
+        run_after=datetime(2025, 1, 2, 7, 30, tzinfo=UTC),
+    )
+    assert run.default_interval() == (JAN1, JAN2)
+    assert wwb.check_run(CHECK_PARAMS, run, scheduled_loads=False) == (JAN1, JAN2)
+    chunks = wwb.plan(
+        ["a"], CHECK_PARAMS, None, None, xcom_push=lambda **_: None, default_interval=run.default_interval()
+    )
+    assert (chunks[0]["window_start"], chunks[-1]["window_end"]) == (JAN1.isoformat(), JAN2.isoformat())
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (
+            {"range_start": "2025-01-02T00:00:00Z", "range_end": "2025-01-01T00:00:00Z"},
+            "is not after range_start",
+        ),
+        ({"range_end": "2025-01-01T00:00:00Z"}, "Set both range_start and range_end"),
+        ({"tag_group_size": 5000}, "Invalid tag_group_size 5000: at most 2000 tags per chunk"),
+        ({"chunk_window": "6 hours"}, "Invalid chunk window '6 hours'"),
+    ],
+)
+def test_check_run_refuses_bad_params_before_the_source_is_asked(params, message):
+    with pytest.raises(AirflowFailException, match=message):
+        wwb.check_run({**CHECK_PARAMS, **params}, _run("manual"), scheduled_loads=True)
+
+
+def test_run_info_reads_an_airflow_dag_run():
+    from types import SimpleNamespace
+
+    from airflow.sdk.api.datamodels._generated import DagRunType
+
+    dag_run = SimpleNamespace(
+        run_type=DagRunType.BACKFILL,
+        data_interval_start=JAN1,
+        data_interval_end=JAN2,
+        run_after=JAN2,
+        conf=None,
+    )
+    run = RunInfo.of(dag_run, "@daily")
+    assert (run.run_type, run.triggered, run.conf, run.interval()) == ("backfill", False, {}, (JAN1, JAN2))
+    assert run.describe() == "backfill run of [2025-01-01T00:00:00+00:00, 2025-01-02T00:00:00+00:00)"
+
+
+@pytest.mark.parametrize(
+    "run_type, conf, param, expected",
+    [
+        ("manual", {}, True, True),  # the Param's default: a triggered run is a dry run
+        ("manual", {"dry_run": False}, False, False),
+        ("operator_triggered", {}, True, True),
+        ("scheduled", {}, True, False),  # the Param's default does not reach scheduled runs
+        ("backfill", {}, True, False),  # nor `airflow backfill create` without a conf
+        ("backfill", {"dry_run": True}, True, True),  # a backfill asked to be dry is
+        ("backfill", {"dry_run": "false"}, True, False),
+    ],
+)
+def test_missing_workflow_dry_run_rule(run_type, conf, param, expected):
+    assert dry_run(RunInfo(run_type=run_type, conf=conf), param) is expected
+
+
+def test_missing_workflow_interval_params_are_for_manual_runs(monkeypatch):
+    monkeypatch.setenv(f"AIRFLOW_VAR_{VARIABLE.upper()}", json.dumps(SPEC))
+    params = {"spec": None, "spec_file": None, "interval_start": "2026-01-01T00:00:00Z", "dry_run": True}
+    with pytest.raises(
+        AirflowFailException, match="interval_start is for manual runs only, but this is a backfill run"
+    ):
+        mwb.resolve_spec(params, spec_variable=VARIABLE, spec_file=None, run=_run("backfill"))
+    assert mwb.resolve_spec(params, spec_variable=VARIABLE, spec_file=None, run=_run("manual")) == SPEC
+    require_triggered({"interval_start": None}, ["interval_start"], _run("scheduled"))  # unset: fine
+
+
+def test_resolve_spec_logs_the_runs_mode(monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="airflow.task")
+    monkeypatch.setenv(f"AIRFLOW_VAR_{VARIABLE.upper()}", json.dumps(SPEC))
+    mwb.resolve_spec({"dry_run": True}, spec_variable=VARIABLE, spec_file=None, run=_run("manual"))
+    mwb.resolve_spec({"dry_run": True}, spec_variable=VARIABLE, spec_file=None, run=_run("scheduled"))
+    messages = [r.getMessage() for r in caplog.records if r.name == "airflow.task"]
+    interval = "[2025-01-01T00:00:00+00:00, 2025-01-02T00:00:00+00:00)"
+    assert (
+        f"Dry run (manual run of {interval}): replacements are reported, none started or recorded."
+        in messages
+    )
+    assert f"Real run (scheduled run of {interval}): replacements will be started and recorded." in messages
+
+
+def test_finalize_of_a_dry_run_reports_the_rows_it_would_load(caplog):
+    caplog.set_level(logging.INFO, logger="airflow.task")
+    results = [{"chunk_id": c["chunk_id"], "rows": 0, "source_rows": 7, "dry_run": True} for c in CHUNKS]
+    event = OutletEventAccessors()[ASSET]
+    with pytest.raises(AirflowSkipException) as err:
+        wwb.finalize(
+            CHUNKS, results, {"dry_run": True}, planned_at=None, data_interval=(JAN1, JAN2), asset_event=event
+        )
+    assert str(err.value) == "Dry run: would load 21 rows in 3 chunks; nothing written, no asset event."
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Backfill")]
+    assert line.startswith(
+        "Backfill DRY RUN: 3/3 chunks ok (success rate 100.0%), would load 21 rows, wrote nothing"
+    )

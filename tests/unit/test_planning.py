@@ -113,3 +113,52 @@ def test_summarize_counts_missing_results_as_failed():
 def test_summarize_empty_plan_is_success():
     s = summarize([], [], 0.0)
     assert s.success_rate == 1.0 and s.chunks_failed == 0
+
+
+# --- limits and messages (issue 9) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [2001, 5000])
+def test_tag_group_size_above_2000_is_refused_with_the_reason(size):
+    with pytest.raises(ValueError) as err:
+        plan_chunks(DAY, DAY + timedelta(days=1), ["a"], window="1d", tag_group_size=size)
+    assert str(err.value) == (
+        f"Invalid tag_group_size {size}: at most 2000 tags per chunk, because SQL Server accepts at most "
+        "2,100 parameters in one query. Use e.g. 500, or split the tags."
+    )
+    assert len(plan_chunks(DAY, DAY + timedelta(days=1), ["a"], window="1d", tag_group_size=2000)) == 1
+
+
+def test_reversed_range_gets_advice_about_the_range_not_timetables():
+    with pytest.raises(ValueError) as err:
+        resolve_window("2025-01-02T00:00:00Z", "2025-01-01T00:00:00Z", DAY, DAY + timedelta(days=1))
+    message = str(err.value)
+    assert message == (
+        "range_end '2025-01-01T00:00:00Z' is not after range_start '2025-01-02T00:00:00Z': the window is "
+        "[range_start, range_end), end exclusive. Swap them, or set range_end later."
+    )
+    assert "timetable" not in message
+    with pytest.raises(ValueError, match="is not after range_start"):
+        resolve_window("2025-01-01T00:00:00Z", "2025-01-01T00:00:00Z", None, None)
+
+
+def test_resolve_window_falls_back_to_the_default_interval():
+    default = (DAY, DAY + timedelta(days=1))
+    assert resolve_window(None, None, None, None, default_interval=default) == default
+    # the data interval, when there is one, wins; explicit Params win over both
+    hour = (DAY, DAY + timedelta(hours=1))
+    assert resolve_window(None, None, *hour, default_interval=default) == hour
+    assert resolve_window("2025-03-01", "2025-03-02", None, None, default_interval=default)[0] == datetime(
+        2025, 3, 1, tzinfo=UTC
+    )
+
+
+def test_summarize_reports_the_rows_a_dry_run_would_load():
+    dry = [
+        {"chunk_id": "c1", "rows": 0, "source_rows": 40, "dry_run": True},
+        {"chunk_id": "c2", "rows": 0, "source_rows": 2, "dry_run": True},
+    ]
+    s = summarize(["c1", "c2"], dry, 1.0)
+    assert (s.rows, s.source_rows) == (0, 42)
+    real = [{"chunk_id": "c1", "rows": 40}, {"chunk_id": "c2", "rows": 2}]
+    assert summarize(["c1", "c2"], real, 1.0).source_rows == 42

@@ -14,15 +14,19 @@ from airflow_backfill_provider.exceptions import ConfigurationError
 from airflow_backfill_provider.settings import MissingWorkflowBackfillSettings, WonderwareBackfillSettings
 
 UTC = timezone.utc
+# The start dates that were the defaults before safe defaults (issue 9): tests of other variables
+# that relied on a start date (catchup, end date) set it explicitly.
+WONDERWARE_STARTED = {"WONDERWARE_BACKFILL_START_DATE": "2025-01-01"}
+MISSING_WORKFLOW_STARTED = {"MISSING_WORKFLOW_BACKFILL_START_DATE": "2026-01-01"}
 
 
 def test_wonderware_defaults():
     s = WonderwareBackfillSettings.from_env({})
     assert s == WonderwareBackfillSettings(
         schedule="@daily",
-        start_date=datetime(2025, 1, 1, tzinfo=UTC),
+        start_date=None,
         end_date=None,
-        catchup=True,
+        catchup=False,
         max_active_runs=4,
         table="WonderwareHistory",
         retries=3,
@@ -39,7 +43,7 @@ def test_wonderware_defaults():
 def test_missing_workflow_defaults():
     assert MissingWorkflowBackfillSettings.from_env({}) == MissingWorkflowBackfillSettings(
         schedule="@daily",
-        start_date=datetime(2026, 1, 1, tzinfo=UTC),
+        start_date=None,
         catchup=False,
         max_active_runs=1,
         settle=timedelta(hours=1),
@@ -83,7 +87,7 @@ def test_settings_are_frozen_and_read_os_environ_by_default(monkeypatch):
     ],
 )  # fmt: skip
 def test_wonderware_each_variable(name, value, field, expected):
-    assert getattr(WonderwareBackfillSettings.from_env({name: value}), field) == expected
+    assert getattr(WonderwareBackfillSettings.from_env({**WONDERWARE_STARTED, name: value}), field) == expected
 
 
 @pytest.mark.parametrize(
@@ -109,7 +113,8 @@ def test_wonderware_each_variable(name, value, field, expected):
     ],
 )  # fmt: skip
 def test_missing_workflow_each_variable(name, value, field, expected):
-    assert getattr(MissingWorkflowBackfillSettings.from_env({name: value}), field) == expected
+    env = {**MISSING_WORKFLOW_STARTED, name: value}
+    assert getattr(MissingWorkflowBackfillSettings.from_env(env), field) == expected
 
 
 @pytest.mark.parametrize(
@@ -135,7 +140,7 @@ def test_missing_workflow_each_variable(name, value, field, expected):
 )  # fmt: skip
 def test_wonderware_bad_values_name_the_variable_and_value(name, value, message):
     with pytest.raises(ConfigurationError) as err:
-        WonderwareBackfillSettings.from_env({name: value})
+        WonderwareBackfillSettings.from_env({**WONDERWARE_STARTED, name: value})
     assert message in str(err.value)
 
 
@@ -168,3 +173,72 @@ def test_settings_import_no_airflow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+# --- safe defaults (issue 9): history loads only on purpose ---------------------------------------
+
+
+def test_wonderware_without_a_start_date_has_no_catchup_and_no_scheduled_loads():
+    s = WonderwareBackfillSettings.from_env({})
+    assert (s.start_date, s.catchup, s.scheduled_loads) == (None, False, False)
+    # an empty variable is unset, not "false": the default follows the start date
+    assert WonderwareBackfillSettings.from_env({"WONDERWARE_BACKFILL_CATCHUP": ""}).catchup is False
+
+
+def test_wonderware_start_date_turns_catchup_and_scheduled_loads_on():
+    s = WonderwareBackfillSettings.from_env(WONDERWARE_STARTED)
+    assert (s.start_date, s.catchup, s.scheduled_loads) == (datetime(2025, 1, 1, tzinfo=UTC), True, True)
+    off = WonderwareBackfillSettings.from_env({**WONDERWARE_STARTED, "WONDERWARE_BACKFILL_CATCHUP": "off"})
+    assert (off.catchup, off.scheduled_loads) == (False, True)
+
+
+def test_missing_workflow_catchup_stays_off_with_a_start_date():
+    """Catchup there would start real workflows for every missed interval: only when asked for."""
+    s = MissingWorkflowBackfillSettings.from_env(MISSING_WORKFLOW_STARTED)
+    assert (s.start_date, s.catchup) == (datetime(2026, 1, 1, tzinfo=UTC), False)
+
+
+@pytest.mark.parametrize(
+    "settings, prefix",
+    [(WonderwareBackfillSettings, "WONDERWARE_BACKFILL"), (MissingWorkflowBackfillSettings, "MISSING_WORKFLOW_BACKFILL")],
+)
+def test_catchup_without_a_start_date_is_refused_naming_both_variables(settings, prefix):
+    with pytest.raises(ConfigurationError) as err:
+        settings.from_env({f"{prefix}_CATCHUP": "true"})
+    assert str(err.value) == (
+        f"{prefix}_CATCHUP is true but {prefix}_START_DATE is not set: catchup loads every interval from "
+        f"the start date. Set {prefix}_START_DATE (e.g. 2025-01-01), or unset {prefix}_CATCHUP."
+    )
+
+
+def test_wonderware_end_date_without_a_start_date_is_accepted():
+    s = WonderwareBackfillSettings.from_env({"WONDERWARE_BACKFILL_END_DATE": "2025-03-01"})
+    assert (s.start_date, s.end_date, s.catchup) == (None, datetime(2025, 3, 1, tzinfo=UTC), False)
+
+
+# --- the interval of a run triggered without a logical date ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "schedule, before, expected",
+    [
+        ("@daily", datetime(2025, 1, 2, 5, 3, tzinfo=UTC), (datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 1, 2, tzinfo=UTC))),
+        # exactly on a boundary: the interval that ends then, as Airflow's manual data interval
+        ("@daily", datetime(2025, 1, 2, tzinfo=UTC), (datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 1, 2, tzinfo=UTC))),
+        ("0 0 * * *", datetime(2025, 1, 2, 0, 0, 30, tzinfo=UTC), (datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 1, 2, tzinfo=UTC))),
+        ("0 * * * *", datetime(2025, 1, 2, 5, 59, tzinfo=UTC), (datetime(2025, 1, 2, 4, tzinfo=UTC), datetime(2025, 1, 2, 5, tzinfo=UTC))),
+        ("@quarterly", datetime(2025, 5, 20, tzinfo=UTC), (datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 4, 1, tzinfo=UTC))),
+        ("@daily", datetime(2025, 1, 2, 3, 0, tzinfo=timezone(timedelta(hours=5))), (datetime(2024, 12, 31, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC))),
+    ],
+)  # fmt: skip
+def test_last_complete_interval_matches_airflows_manual_interval(schedule, before, expected):
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    from airflow_backfill_provider.settings.schedule import AIRFLOW_ONLY_PRESETS, last_complete_interval
+
+    assert last_complete_interval(schedule, before) == expected
+    airflow = CronDataIntervalTimetable(AIRFLOW_ONLY_PRESETS.get(schedule, schedule), "UTC")
+    import pendulum
+
+    inferred = airflow.infer_manual_data_interval(run_after=pendulum.instance(before))
+    assert (inferred.start, inferred.end) == expected
