@@ -56,8 +56,11 @@ def get_provider_info() -> dict:
                 "python-modules": ["airflow_backfill_provider.triggers.temporal"],
             },
         ],
-        # The "clickhouse" connection type belongs to apache-airflow-providers-clickhousedb; our
-        # ClickHouseBackfillHook reuses it (with an optional "chdb_path" extra) instead of registering a twin.
+        # The "clickhouse" connection type (a server) belongs to apache-airflow-providers-clickhousedb,
+        # and our ClickHouseBackfillHook reuses it. Embedded ClickHouse has a type of its own, "chdb",
+        # so that its form asks for the data directory and its Test opens it (the clickhousedb hook
+        # behind the "clickhouse" type knows nothing of chdb). Secrets live only in the Password
+        # field or in extras whose names Airflow redacts (see docs/connections.md).
         "connection-types": [
             {
                 "hook-class-name": "airflow_backfill_provider.hooks.wonderware.WonderwareHook",
@@ -65,27 +68,68 @@ def get_provider_info() -> dict:
                 "hook-name": "Wonderware / AVEVA Historian",
                 "ui-field-behaviour": {
                     "hidden-fields": [],
-                    "relabeling": {"schema": "Database"},
+                    "relabeling": {"host": "SQL Server host", "schema": "Database"},
                     "placeholders": {
-                        "host": "historian.plant.local",
+                        "host": "historian.plant.local (leave empty with a SQLAlchemy URL)",
                         "port": "1433",
                         "login": "historian_reader",
+                        "password": "the login's password (also for a SQLAlchemy URL)",
                         "schema": "Runtime",
-                        "extra": '{"sqlalchemy_url": "sqlite:////tmp/historian.db"}',
                     },
                 },
                 "conn-fields": {
-                    "sqlalchemy_url": {
+                    "sqlalchemy_dsn": {
                         "label": "SQLAlchemy URL (instead of SQL Server)",
                         "schema": {"type": ["string", "null"]},
-                        "description": "Point the hook at any SQLAlchemy URL instead of SQL Server, "
-                        "e.g. a PostgreSQL or SQLite copy of TagRef/History. Leave empty for SQL Server.",
+                        "description": "Any database holding TagRef/History instead of SQL Server, e.g. "
+                        "sqlite:////data/historian.db or postgresql+psycopg://historian.plant.local:5432/"
+                        "historian. Put no password in it: Login and Password above are used. Airflow "
+                        "shows this field as *** once saved. Leave empty for SQL Server.",
                     },
                     "reader": {
-                        "label": "Reader",
-                        "schema": {"type": ["string", "null"], "enum": ["auto", "arrow", "dbapi", None]},
-                        "description": "How History rows are read: 'auto' (Arrow where a driver is "
-                        "installed, else DB-API), 'arrow' or 'dbapi'.",
+                        "label": "History reader",
+                        "schema": {
+                            "type": ["string", "null"],
+                            "enum": ["auto", "arrow", "dbapi"],
+                            "values_display": {
+                                "auto": "auto: Arrow where its driver is installed, else DB-API",
+                                "arrow": "arrow: PostgreSQL COPY or SQLite ADBC, columns outside Python",
+                                "dbapi": "dbapi: a server-side cursor (SQL Server always reads so)",
+                            },
+                            "default": "auto",
+                        },
+                        "description": "How History rows are read. 'auto' suits every source.",
+                    },
+                    "login_timeout": {
+                        "label": "Login timeout (seconds)",
+                        "schema": {"type": ["integer", "null"], "minimum": 1},
+                        "description": "SQL Server only: how long pymssql waits to log in, e.g. 15.",
+                    },
+                    "retry_attempts": {
+                        "label": "Attempts per source call",
+                        "schema": {"type": ["integer", "null"], "minimum": 1, "default": 4},
+                        "description": "Calls in all for a lost connection, a timeout or a server that "
+                        "is down (never for bad credentials or an unknown database), with exponential "
+                        "backoff from 1 s.",
+                    },
+                },
+            },
+            {
+                "hook-class-name": "airflow_backfill_provider.hooks.clickhouse.EmbeddedClickHouseHook",
+                "connection-type": "chdb",
+                "hook-name": "ClickHouse, embedded (chdb)",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["host", "port", "login", "password", "schema"],
+                    "relabeling": {},
+                    "placeholders": {},
+                },
+                "conn-fields": {
+                    "chdb_path": {
+                        "label": "Data directory",
+                        "schema": {"type": "string", "minLength": 1},
+                        "description": "Directory of the embedded ClickHouse database, on every worker "
+                        "that runs the load, e.g. /var/lib/airflow/clickhouse. Created if missing; the "
+                        "user running the tasks needs write access to it and to its parent (lock file).",
                     },
                 },
             },
@@ -95,52 +139,52 @@ def get_provider_info() -> dict:
                 "hook-name": "Temporal",
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "login"],
-                    "relabeling": {"host": "Frontend host", "password": "API key"},
+                    "relabeling": {
+                        "host": "Frontend host",
+                        "password": "API key, or mTLS client key (PEM)",
+                    },
                     "placeholders": {
                         "host": "temporal-frontend.temporal.svc",
                         "port": "7233",
-                        "password": "Temporal Cloud API key (optional; implies TLS)",
+                        "password": "Temporal Cloud API key, or the client's private key as PEM",
                     },
                 },
                 "conn-fields": {
                     "namespace": {
                         "label": "Namespace",
                         "schema": {"type": ["string", "null"]},
-                        "description": "Temporal namespace (default: 'default'). Operators, sensors and "
-                        "workflow specs can override it.",
+                        "description": "Temporal namespace, e.g. ingestion (default: 'default'). "
+                        "Operators, sensors and workflow specs can override it.",
                     },
                     "tls": {
                         "label": "Use TLS",
                         "schema": {"type": ["boolean", "null"]},
-                        "description": "Server-side TLS with the system CA roots. Implied by an API key or "
-                        "any certificate field below.",
+                        "description": "Server-side TLS with the system CA roots. Implied by an API key, "
+                        "a client key or any certificate field below.",
                     },
                     "tls_ca_cert": {
                         "label": "TLS CA certificate",
-                        "schema": {"type": ["string", "null"]},
-                        "description": "PEM text, or the path of a PEM file on the workers and triggerers: "
-                        "the CA that signed the server certificate.",
+                        "schema": {"type": ["string", "null"], "format": "multiline"},
+                        "description": "The CA that signed the server certificate: PEM text, or the path "
+                        "of a PEM file on the workers and triggerers, e.g. /etc/temporal/ca.pem.",
                     },
                     "tls_client_cert": {
                         "label": "TLS client certificate (mTLS)",
-                        "schema": {"type": ["string", "null"]},
-                        "description": "PEM text or file path of the client certificate; needs the key too.",
-                    },
-                    "tls_client_key": {
-                        "label": "TLS client key (mTLS)",
-                        "schema": {"type": ["string", "null"], "format": "password"},
-                        "description": "PEM text or file path of the client private key.",
+                        "schema": {"type": ["string", "null"], "format": "multiline"},
+                        "description": "The client certificate: PEM text or file path, e.g. "
+                        "/etc/temporal/client.pem. Its private key goes in the password field above "
+                        "(as PEM), or its file path in tls_client_private_key in the extra.",
                     },
                     "tls_server_name": {
                         "label": "TLS server name",
                         "schema": {"type": ["string", "null"]},
                         "description": "Name expected on the server certificate (SNI) when it differs from "
-                        "the host, e.g. behind a port-forward.",
+                        "the host, e.g. temporal.internal behind a port-forward.",
                     },
                     "connect_timeout": {
                         "label": "Connect timeout (seconds)",
-                        "schema": {"type": ["number", "null"], "default": 10},
-                        "description": "How long to wait for the frontend before failing.",
+                        "schema": {"type": ["number", "null"], "minimum": 0, "default": 10},
+                        "description": "How long to wait for the frontend before failing, e.g. 10.",
                     },
                 },
             },

@@ -1,8 +1,9 @@
 """ClickHouse as a backfill target: a ClickHouse server over HTTP, or embedded ClickHouse (chdb).
 
-Reuses the standard ``clickhouse`` connection type of ``apache-airflow-providers-clickhousedb``. An
-extra ``chdb_path`` switches the connection to embedded mode: the engine runs inside the task
-process on that data directory.
+Two connection types: ``clickhouse`` (the clickhousedb provider's, for a server) and ``chdb`` (this
+provider's, for the embedded engine: its form asks only for the data directory, and its Test opens
+that directory). The older way to embed, a ``clickhouse`` connection with the extra ``chdb_path``,
+still works in the hooks; only its Test button runs the clickhousedb hook, which ignores the path.
 
 chdb allows one process per data directory and releases it when the client is closed, so in
 embedded mode every use is ``lock → open → use → close → unlock`` under an exclusive file lock
@@ -12,22 +13,35 @@ take turns on the ClickHouse side only, while reading the source runs in paralle
 
 from __future__ import annotations
 
-import fcntl
 import os
-import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.clickhousedb.hooks.clickhouse import ClickHouseConnection
 from airflow.providers.clickhousedb.hooks.clickhouse import ClickHouseHook as _BaseClickHouseHook
 
-from airflow_backfill_provider.exceptions import ConfigurationError, ReconciliationError
+from airflow_backfill_provider.exceptions import (
+    BackfillProviderError,
+    ConfigurationError,
+    ReconciliationError,
+)
 from airflow_backfill_provider.historian.schema import (
     DEFAULT_TABLE,
     HISTORY_COLUMN_NAMES,
     clickhouse_history_ddl,
+)
+from airflow_backfill_provider.hooks._chdb import (
+    CHDB_CONN_TYPE,
+    DEFAULT_LOCK_TIMEOUT,
+    ClickHouseEngineError,
+    chdb_path_from_extra,
+    directory_problem,
+    engine_error,
+    engine_errors,
+    file_lock,
+    os_cause,
 )
 from airflow_backfill_provider.hooks._clickhouse_stage import ClickHouseStage
 from airflow_backfill_provider.utils import quote_identifier
@@ -35,9 +49,15 @@ from airflow_backfill_provider.utils import quote_identifier
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
-# How long a task waits for the embedded database before giving up. Chunk writes hold the lock for
-# seconds, so ten minutes means something is stuck, not busy.
-DEFAULT_LOCK_TIMEOUT = 600.0
+__all__ = [
+    "CHDB_CONN_TYPE",
+    "DEFAULT_LOCK_TIMEOUT",
+    "ClickHouseBackfillHook",
+    "ClickHouseEngineError",
+    "EmbeddedClickHouseHook",
+    "file_lock",
+]
+
 # Rows per insert_arrow request when streaming a spool file to a ClickHouse server.
 SERVER_INSERT_ROWS = 500_000
 
@@ -45,31 +65,6 @@ _WINDOW_WHERE = (
     "TagName IN {tags:Array(String)} "
     "AND DateTime >= {start:DateTime64(6, 'UTC')} AND DateTime < {end:DateTime64(6, 'UTC')}"
 )
-
-
-@contextmanager
-def file_lock(path: str, timeout: float = DEFAULT_LOCK_TIMEOUT) -> Iterator[float]:
-    """Hold an exclusive ``flock`` on ``path``; yield the seconds spent waiting for it."""
-    started = time.monotonic()
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        delay = 0.01
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() - started > timeout:
-                    raise TimeoutError(
-                        f"Embedded ClickHouse at {path[:-5]!r} stayed locked by another process for "
-                        f"{timeout:.0f}s. Look for a stuck task, or use a ClickHouse server for heavy "
-                        "parallel loads."
-                    ) from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.25)
-        yield time.monotonic() - started
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
 
 
 class _LockedConnection(ClickHouseConnection):
@@ -91,10 +86,10 @@ class ClickHouseBackfillHook(_BaseClickHouseHook):
     ClickHouse server or embedded chdb, with the operations a backfill needs.
 
     Everything of the clickhousedb provider's hook works (``run``, ``get_records``,
-    ``SQLExecuteQueryOperator``). Connection extra ``chdb_path`` selects embedded mode; all other
-    fields then are ignored.
+    ``SQLExecuteQueryOperator``). A connection of type ``chdb``, or a ``clickhouse`` one with the
+    extra ``chdb_path``, selects embedded mode; all other fields then are ignored.
 
-    :param clickhouse_conn_id: Airflow connection id of type ``clickhouse``.
+    :param clickhouse_conn_id: Airflow connection id of type ``chdb`` or ``clickhouse``.
     :param lock_timeout: embedded mode only: seconds to wait for the data directory's lock.
     """
 
@@ -114,37 +109,73 @@ class ClickHouseBackfillHook(_BaseClickHouseHook):
     @property
     def chdb_path(self) -> str | None:
         """The embedded data directory, or ``None`` for a ClickHouse server."""
-        path = self.connection.extra_dejson.get("chdb_path")
+        conn = self.connection
+        path = chdb_path_from_extra(conn.extra_dejson)
+        if not path and conn.conn_type == CHDB_CONN_TYPE:
+            raise ConfigurationError(
+                f"The embedded ClickHouse connection {self.get_conn_id()!r} has no data directory: set "
+                "its 'Data directory' field (extra chdb_path), e.g. /var/lib/airflow/clickhouse."
+            )
         return os.path.abspath(os.path.expanduser(path)) if path else None
+
+    @property
+    def where(self) -> str:
+        """Connection id and server or data directory, as messages name them."""
+        path = self.chdb_path
+        if path:
+            return f"embedded chdb at {path!r} (connection {self.get_conn_id()!r})"
+        conn = self.connection
+        return f"ClickHouse at {conn.host or 'localhost'}:{conn.port or 8123} (connection {self.get_conn_id()!r})"
 
     def _open_client(self) -> Client:
         import clickhouse_connect
 
         path = self.chdb_path
-        if path:
+        if not path:
+            try:
+                return clickhouse_connect.get_client(**self._get_client_kwargs())
+            except Exception as err:
+                raise engine_error(err, self.where) from err
+        try:
             os.makedirs(path, exist_ok=True)
+        except OSError as err:
+            raise ConfigurationError(self._directory_message(path, os_cause(err))) from err
+        try:
             return clickhouse_connect.get_client(dsn=f"chdb://{path}")
-        return clickhouse_connect.get_client(**self._get_client_kwargs())
+        except Exception as err:
+            # The engine's own error ("Error initializing EmbeddedServer: . (BAD_ARGUMENTS)") names
+            # neither the directory nor the cause, so look at the directory ourselves.
+            problem = directory_problem(path)
+            if problem:
+                raise ConfigurationError(self._directory_message(path, problem)) from err
+            raise engine_error(err, self.where) from err
+
+    def _directory_message(self, path: str, problem: str) -> str:
+        return (
+            f"Embedded ClickHouse (connection {self.get_conn_id()!r}) cannot use its data directory "
+            f"{path!r}: {problem}. Give the user running the tasks (uid {os.geteuid()}) read and write "
+            "access to it, or set the connection's data directory (chdb_path) to one it can write."
+        )
 
     @contextmanager
     def session(self) -> Iterator[Client]:
-        """Yield a clickhouse-connect client, closed afterwards; in embedded mode, under the lock."""
+        """Yield a clickhouse-connect client, closed afterwards; in embedded mode, under the lock.
+
+        An error of the engine inside the block is raised as :class:`ClickHouseEngineError`, whose
+        message names the connection and the server or data directory.
+        """
         path = self.chdb_path
-        if not path:
+        with ExitStack() as stack:
+            if path:
+                waited = stack.enter_context(file_lock(path + ".lock", self.lock_timeout))
+                if waited > 1:
+                    self.log.info("Waited %.1fs for the embedded ClickHouse lock", waited)
             client = self._open_client()
+            stack.callback(client.close)
             try:
                 yield client
-            finally:
-                client.close()
-            return
-        with file_lock(path + ".lock", self.lock_timeout) as waited:
-            if waited > 1:
-                self.log.info("Waited %.1fs for the embedded ClickHouse lock", waited)
-            client = self._open_client()
-            try:
-                yield client
-            finally:
-                client.close()
+            except engine_errors() as err:
+                raise engine_error(err, self.where) from err
 
     def get_client(self) -> Client:
         """The raw client (caller closes it). In embedded mode prefer :meth:`session`, which locks."""
@@ -163,13 +194,16 @@ class ClickHouseBackfillHook(_BaseClickHouseHook):
             raise
 
     def test_connection(self) -> tuple[bool, str]:
+        """Open the server or the data directory and ask the version: the failure says why in words."""
         try:
+            where = self.where
             with self.session() as client:
                 version = client.command("SELECT version()")
+        except (BackfillProviderError, TimeoutError) as err:
+            return False, str(err)
         except Exception as err:
-            return False, f"{type(err).__name__}: {err}"
-        mode = f"embedded chdb at {self.chdb_path}" if self.chdb_path else "server"
-        return True, f"Connected to ClickHouse {version} ({mode})"
+            return False, str(engine_error(err, self.where))
+        return True, f"Connected to ClickHouse {version}: {where}."
 
     # -- history table -------------------------------------------------------------------------
 
@@ -315,3 +349,17 @@ class ClickHouseBackfillHook(_BaseClickHouseHook):
                     pending, pending_rows = [], 0
             if pending:
                 client.insert_arrow(table, pa.Table.from_batches(pending))
+
+
+class EmbeddedClickHouseHook(ClickHouseBackfillHook):
+    """
+    Embedded ClickHouse (chdb) on a data directory: the hook of the ``chdb`` connection type.
+
+    The same hook as :class:`ClickHouseBackfillHook`, registered under its own connection type so
+    that the connection form asks for the data directory only, and its Test opens that directory.
+
+    :param clickhouse_conn_id: Airflow connection id of type ``chdb``.
+    """
+
+    conn_type = CHDB_CONN_TYPE
+    hook_name = "ClickHouse, embedded (chdb)"

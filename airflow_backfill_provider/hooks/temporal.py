@@ -352,8 +352,10 @@ class TemporalHook(BaseHook):
 
     def test_connection(self) -> tuple[bool, str]:
         """Connect and describe the namespace: proves address, TLS, credentials and namespace."""
+        name = f"Temporal connection {self.temporal_conn_id!r}"
         try:
             namespace = self._sync(self._adescribe_namespace)
         except Exception as err:
-            return False, f"{type(err).__name__}: {err}"
-        return True, f"Connected to Temporal at {self._client_kwargs['target_host']}, namespace {namespace!r}"
+            return False, f"{name}: {type(err).__name__}: {err}"
+        target = self._client_kwargs["target_host"]
+        return True, f"{name}: connected to Temporal at {target}, namespace {namespace!r}"

@@ -13,119 +13,43 @@ from airflow_backfill_provider.exceptions import ConfigurationError
 from airflow_backfill_provider.historian.planning import select_tags
 from airflow_backfill_provider.historian.queries import Historian, rows_to_batch
 from airflow_backfill_provider.historian.schema import DEFAULT_TAG_TYPES, arrow_history_schema
+from airflow_backfill_provider.historian.source_errors import (
+    configuration_problem,
+    is_transient_source_error,
+)
+from airflow_backfill_provider.hooks._wonderware_connection import (
+    LEGACY_URL_EXTRA,
+    READERS,
+    URL_EXTRA,
+    connection_url,
+    describe_url,
+    extra_value,
+    resolve_reader,
+    retry_policy_from_extra,
+    url_password_warning,
+)
 from airflow_backfill_provider.resilience import CircuitBreaker, RetryPolicy, call_with_retry
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from sqlalchemy.engine import URL, Engine
 
+__all__ = [
+    "LEGACY_URL_EXTRA",
+    "READERS",
+    "URL_EXTRA",
+    "WonderwareHook",
+    "connection_url",
+    "is_transient_source_error",
+    "resolve_reader",
+    "retry_policy_from_extra",
+]
+
 DEFAULT_BATCH_SIZE = 50_000
-# How History rows are read (connection extra ``reader``): "arrow" (columns built outside Python:
-# PostgreSQL's COPY as CSV parsed by pyarrow, SQLite through ADBC), "dbapi" (SQLAlchemy over the
-# DB-API driver, rows turned into columns in Python; pymssql on SQL Server), or "auto": Arrow where
-# an Arrow reader for the backend is installed, else DB-API.
-READERS = ("auto", "arrow", "dbapi")
 # Connections the Arrow reader opens per chunk on PostgreSQL, each reading a share of the tags: the
 # CSV is parsed outside the GIL, so streams can use several cores, at a few MB and one more source
 # backend each; on 2 cores, where PostgreSQL needs one of them, it does not pay.
 DEFAULT_ARROW_STREAMS = 1
-# pymssql connect() options that may come from the connection's extra, forwarded in the URL query.
-_PYMSSQL_OPTIONS = ("tds_version", "charset", "login_timeout", "timeout", "appname", "conn_properties")
-# Messages of errors that retrying cannot fix, although some drivers raise them as OperationalError.
-_PERMANENT_MARKERS = ("no such table", "no such column", "syntax error", "invalid object name", "permission")
-
-
-def is_transient_source_error(err: BaseException) -> bool:
-    """True for errors worth retrying: lost connections, timeouts, a server that is down or busy."""
-    from sqlalchemy import exc
-
-    text = str(err).lower()
-    if any(marker in text for marker in _PERMANENT_MARKERS):
-        return False
-    if isinstance(err, exc.DBAPIError):
-        return err.connection_invalidated or isinstance(err, (exc.OperationalError, exc.InterfaceError))
-    if isinstance(err, (ConnectionError, TimeoutError)):
-        return True
-    return type(err).__name__ in ("OperationalError", "InterfaceError")  # raw pymssql / psycopg
-
-
-def connection_url(
-    *,
-    host: str | None,
-    port: int | None,
-    login: str | None,
-    password: str | None,
-    schema: str | None,
-    extra: dict,
-) -> URL | str:
-    """Map an Airflow connection's fields to the SQLAlchemy URL the hook connects with.
-
-    ``extra["sqlalchemy_url"]`` wins (any database holding TagRef/History); otherwise SQL Server via
-    pymssql from host/port/login/password/schema.
-    """
-    from sqlalchemy.engine import URL
-
-    if extra.get("sqlalchemy_url"):
-        return str(extra["sqlalchemy_url"])
-    if not host:
-        raise ConfigurationError(
-            "The Wonderware connection has no host: set host (and port, login, password, schema) for "
-            "SQL Server, or the extra 'sqlalchemy_url' for another database."
-        )
-    query = {k: str(extra[k]) for k in _PYMSSQL_OPTIONS if extra.get(k) is not None}
-    return URL.create(
-        "mssql+pymssql",
-        username=login or None,
-        password=password or None,
-        host=host,
-        port=int(port) if port else 1433,
-        database=schema or "Runtime",
-        query=query,
-    )
-
-
-def resolve_reader(requested: str | None, backend: str) -> str:
-    """``"arrow"`` or ``"dbapi"`` for a requested reader (``auto`` when unset) and a SQLAlchemy backend."""
-    from airflow_backfill_provider.historian.readers import ARROW_DRIVERS, arrow_driver_available
-
-    reader = str(requested or "auto").strip().lower()
-    if reader not in READERS:
-        raise ConfigurationError(
-            f"Invalid reader {requested!r} in the Wonderware connection: use one of {', '.join(READERS)}."
-        )
-    if reader == "dbapi":
-        return reader
-    available = arrow_driver_available(backend)
-    if reader == "arrow" and not available:
-        if backend not in ARROW_DRIVERS:
-            raise ConfigurationError(
-                f"reader 'arrow' is not available for {backend!r} (Arrow readers: "
-                f"{', '.join(sorted(ARROW_DRIVERS))}); use reader 'dbapi' or 'auto'."
-            )
-        raise ConfigurationError(
-            f"reader 'arrow' needs the Python package {ARROW_DRIVERS[backend].replace('_', '-')}: "
-            "install it, or use reader 'dbapi' or 'auto'."
-        )
-    return "arrow" if available else "dbapi"
-
-
-def retry_policy_from_extra(extra: dict) -> RetryPolicy:
-    """The retry policy a connection's extra asks for; bad values are named in the error."""
-    default = RetryPolicy()
-    try:
-        policy = RetryPolicy(
-            attempts=int(extra.get("retry_attempts", default.attempts)),
-            base_delay=float(extra.get("retry_base_delay", default.base_delay)),
-            max_delay=float(extra.get("retry_max_delay", default.max_delay)),
-        )
-    except (TypeError, ValueError) as err:
-        raise ConfigurationError(f"Invalid retry settings in the Wonderware connection extra: {err}") from err
-    if policy.attempts < 1 or policy.base_delay < 0:
-        raise ConfigurationError(
-            f"retry_attempts must be >= 1 and retry_base_delay >= 0, got {policy.attempts} and "
-            f"{policy.base_delay}."
-        )
-    return policy
 
 
 class WonderwareHook(MsSqlHook):
@@ -166,6 +90,7 @@ class WonderwareHook(MsSqlHook):
         self._breaker = breaker
         self.historian = Historian(schema=source_schema)
         self._engine: Engine | None = None
+        self._warned = False
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -179,26 +104,33 @@ class WonderwareHook(MsSqlHook):
     def breaker(self) -> CircuitBreaker:
         if self._breaker is None:
             extra = self.connection.extra_dejson
-            self._breaker = CircuitBreaker(
-                failure_threshold=int(extra.get("breaker_threshold", 5)),
-                reset_timeout=float(extra.get("breaker_reset_seconds", 60)),
-            )
+            try:
+                self._breaker = CircuitBreaker(
+                    failure_threshold=int(extra_value(extra, "breaker_threshold", 5)),
+                    reset_timeout=float(extra_value(extra, "breaker_reset_seconds", 60)),
+                )
+            except (TypeError, ValueError) as err:
+                raise ConfigurationError(
+                    f"Invalid circuit breaker settings in the Wonderware connection extra: {err}"
+                ) from err
         return self._breaker
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {"hidden-fields": [], "relabeling": {"schema": "Database"}}
 
     @property
     def sqlalchemy_url(self) -> URL | str:  # type: ignore[override]
         conn = self.connection
+        extra = conn.extra_dejson
+        if not self._warned:
+            self._warned = True
+            warning = url_password_warning(extra, conn.password)
+            if warning:
+                self.log.warning("Connection %r: %s", self.get_conn_id(), warning)
         return connection_url(
             host=conn.host,
             port=conn.port,
             login=conn.login,
             password=conn.password,
             schema=conn.schema,
-            extra=conn.extra_dejson,
+            extra=extra,
         )
 
     @property
@@ -211,7 +143,7 @@ class WonderwareHook(MsSqlHook):
     def arrow_streams(self) -> int:
         """Parallel source connections of the Arrow reader on PostgreSQL (connection extra
         ``arrow_streams``, default :data:`DEFAULT_ARROW_STREAMS`)."""
-        value = self.connection.extra_dejson.get("arrow_streams", DEFAULT_ARROW_STREAMS)
+        value = extra_value(self.connection.extra_dejson, "arrow_streams", DEFAULT_ARROW_STREAMS)
         try:
             streams = int(value)
         except (TypeError, ValueError):
@@ -258,22 +190,56 @@ class WonderwareHook(MsSqlHook):
         return bool(getattr(driver_conn, "autocommit", False))
 
     def test_connection(self) -> tuple[bool, str]:
+        """Count ``TagRef``: proves address, credentials, database and that it is a historian."""
+        conn_id = self.get_conn_id()
         try:
+            where = describe_url(self.sqlalchemy_url)
             with self.get_sqlalchemy_engine().connect() as conn:
                 n = conn.execute(sa.select(sa.func.count()).select_from(self.historian.tagref)).scalar()
+        except ConfigurationError as err:
+            return False, f"Wonderware connection {conn_id!r}: {err}"
         except Exception as err:
-            return False, f"{type(err).__name__}: {str(err).splitlines()[0]}"
-        return True, f"Connected; TagRef holds {n} tags."
+            return False, self._explain(err, "Connecting")
+        message = f"Wonderware connection {conn_id!r}: connected to {where}; TagRef holds {n} tags."
+        warning = url_password_warning(self.connection.extra_dejson, self.connection.password)
+        return True, f"{message} Warning: {warning}" if warning else message
+
+    def _explain(self, err: BaseException, what: str) -> str:
+        """``what`` failed: the cause in words, the source (password masked), and what to do."""
+        problem = configuration_problem(err)
+        cause = problem or f"{type(err).__name__}: {str(getattr(err, 'orig', None) or err).splitlines()[0]}"
+        try:
+            where = describe_url(self.sqlalchemy_url)
+        except ConfigurationError:
+            where = "an unusable URL"
+        advice = (
+            "Fix the connection's Login, Password or Database (or the database in its URL); "
+            "retrying will not help."
+            if problem
+            else "Check that the source is reachable and holds TagRef and History."
+        )
+        return f"{what} failed on Wonderware connection {self.get_conn_id()!r} ({where}): {cause}. {advice}"
 
     def call_with_retry(self, fn, what: str):
-        """Call ``fn`` under this hook's retry policy and circuit breaker (transient errors only)."""
-        return call_with_retry(
-            fn,
-            is_transient=is_transient_source_error,
-            policy=self.retry_policy,
-            breaker=self.breaker,
-            what=what,
-        )
+        """Call ``fn`` under this hook's retry policy and circuit breaker (transient errors only).
+
+        A refused login, an unknown database or a missing permission is not retried: it becomes a
+        :class:`ConfigurationError` saying what to fix (a task fails on it without retry).
+        """
+        try:
+            return call_with_retry(
+                fn,
+                is_transient=is_transient_source_error,
+                policy=self.retry_policy,
+                breaker=self.breaker,
+                what=what,
+            )
+        except ConfigurationError:
+            raise
+        except Exception as err:
+            if configuration_problem(err) is None:
+                raise
+            raise ConfigurationError(self._explain(err, what)) from err
 
     # -- discovery ------------------------------------------------------------------------------
 

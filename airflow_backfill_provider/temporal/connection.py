@@ -3,11 +3,15 @@
 The fields become a ``temporalio.envconfig`` profile (the SDK's own model of address, namespace,
 API key, TLS and headers), and the SDK turns the profile into connect arguments. The hook passes
 the fields in, so the mapping is unit-tested with no Airflow connection and no server.
+
+Secrets stay where Airflow masks them: the Password field holds the API key or, as PEM, the mTLS
+client key; an extra holding a key is named ``tls_client_private_key``, a name Airflow redacts.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -25,6 +29,12 @@ DEFAULT_PORT = 7233
 DEFAULT_NAMESPACE = "default"
 DEFAULT_CONNECT_TIMEOUT = 10.0
 _SCHEMES = ("grpc://", "grpcs://", "http://", "https://", "dns:///")
+# The extra of the client key: "private_key" in its name makes Airflow redact it in the UI and the
+# REST API. The older name is still read, for connections made before.
+KEY_EXTRA = "tls_client_private_key"
+LEGACY_KEY_EXTRA = "tls_client_key"
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.S)
+_BASE64 = re.compile(r"^[A-Za-z0-9+/=]*$")
 
 
 def client_kwargs_from_connection(
@@ -101,13 +111,18 @@ def connection_profile(
     metadata = extra.get("rpc_metadata") or {}
     if not isinstance(metadata, Mapping) or not all(isinstance(v, str) for v in metadata.values()):
         raise ConfigurationError("Temporal connection extra 'rpc_metadata' must be an object of strings.")
+    api_key, key = _password_as_key(password)
+    if key is None:
+        key_field = KEY_EXTRA if extra.get(KEY_EXTRA) else LEGACY_KEY_EXTRA
+        key = _pem_source(extra.get(key_field), key_field)
     ca = _pem_source(extra.get("tls_ca_cert"), "tls_ca_cert")
     cert = _pem_source(extra.get("tls_client_cert"), "tls_client_cert")
-    key = _pem_source(extra.get("tls_client_key"), "tls_client_key")
     server_name = extra.get("tls_server_name") or None
     if bool(cert) != bool(key):
+        missing = "the client key (Password field as PEM, or extra 'tls_client_private_key')"
         raise ConfigurationError(
-            "Temporal connection: mTLS needs both 'tls_client_cert' and 'tls_client_key'; only one is set."
+            "Temporal connection: mTLS needs both the client certificate ('tls_client_cert') and "
+            f"{missing}; only {'the key' if key else 'the certificate'} is set."
         )
     tls = None
     if ca or cert or server_name:
@@ -117,7 +132,7 @@ def connection_profile(
     return ClientConfigProfile(
         address=address,
         namespace=namespace or extra.get("namespace") or DEFAULT_NAMESPACE,
-        api_key=password or extra.get("api_key") or None,
+        api_key=api_key or extra.get("api_key") or None,
         tls=tls,
         grpc_meta=dict(metadata),
     )
@@ -128,13 +143,20 @@ def _unprefixed(extra: Mapping[str, Any]) -> dict[str, Any]:
     return {k.removeprefix("extra__temporal__"): v for k, v in extra.items()}
 
 
+def _password_as_key(password: str | None) -> tuple[str | None, str | None]:
+    """(API key, client key): the Password field holds one or the other; a PEM block is the key."""
+    if password and password.lstrip().startswith("-----BEGIN"):
+        return None, normalize_pem(password, "the Password field")
+    return password or None, None
+
+
 def _pem_source(value: Any, what: str) -> str | Path | None:
-    """PEM text as it is, or the path of an existing file (read later, by the SDK)."""
+    """PEM text (its line breaks rebuilt), or the path of an existing file (read later, by the SDK)."""
     if not value:
         return None
     text = str(value).strip()
     if text.startswith("-----BEGIN"):
-        return text
+        return normalize_pem(text, repr(what))
     path = os.path.expanduser(text)
     # os.path.isfile, not Path.is_file: it never raises, so the value never reaches a message.
     if not os.path.isfile(path):
@@ -144,3 +166,34 @@ def _pem_source(value: Any, what: str) -> str | Path | None:
             "readable PEM file; the value given is neither."
         )
     return Path(path)
+
+
+def normalize_pem(text: str, what: str) -> str:
+    """PEM text with its line breaks rebuilt: 64 base64 characters a line between BEGIN and END.
+
+    A PEM pasted into a one-line form field arrives with its newlines turned into spaces, or gone;
+    the certificate parser then refuses it. Every block (a chain has several) is rebuilt from its
+    base64 body. Never echoes the text: it may be a private key.
+    """
+    blocks = _PEM_BLOCK.findall(text)
+    if not blocks:
+        raise ConfigurationError(
+            f"Temporal connection: {what} starts like PEM but has no matching -----END ...----- line; "
+            "paste the whole PEM block, or give the path of a PEM file."
+        )
+    rebuilt = []
+    for label, body in blocks:
+        if ":" in body:  # RFC 1421 headers (Proc-Type: 4,ENCRYPTED): an encrypted legacy key
+            raise ConfigurationError(
+                f"Temporal connection: {what} holds an encrypted PEM ({label}), which the SDK cannot "
+                "use: give it an unencrypted PKCS#8 key (openssl pkcs8 -topk8 -nocrypt)."
+            )
+        data = "".join(body.split())
+        if not data or not _BASE64.match(data):
+            raise ConfigurationError(
+                f"Temporal connection: the {label} block of {what} is not base64; paste the PEM as "
+                "it is, or give the path of a PEM file."
+            )
+        lines = "\n".join(data[i : i + 64] for i in range(0, len(data), 64))
+        rebuilt.append(f"-----BEGIN {label}-----\n{lines}\n-----END {label}-----")
+    return "\n".join(rebuilt)

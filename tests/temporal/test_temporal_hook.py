@@ -34,10 +34,14 @@ def test_connection_type_is_registered_with_its_form():
         for c in pm.providers["airflow-backfill-provider"].data["connection-types"]
         if c["connection-type"] == "temporal"
     ]
-    fields = ["namespace", "tls", "tls_ca_cert", "tls_client_cert", "tls_client_key", "tls_server_name"]
-    assert set(fields) <= set(form["conn-fields"])
-    assert form["conn-fields"]["tls_client_key"]["schema"]["format"] == "password"  # masked in the UI
-    assert form["ui-field-behaviour"]["relabeling"]["password"] == "API key"
+    fields = ["namespace", "tls", "tls_ca_cert", "tls_client_cert", "tls_server_name", "connect_timeout"]
+    assert set(fields) == set(form["conn-fields"])
+    # The client key is a secret: it goes in the Password field (masked in the form, the REST API,
+    # the Extra JSON view and the CLI's audit log), never in a form field that the Extra JSON mirrors.
+    assert form["ui-field-behaviour"]["relabeling"]["password"] == "API key, or mTLS client key (PEM)"
+    # Certificates are multi-line PEM: a text area keeps their line breaks.
+    assert form["conn-fields"]["tls_client_cert"]["schema"]["format"] == "multiline"
+    assert form["conn-fields"]["tls_ca_cert"]["schema"]["format"] == "multiline"
 
 
 # -- against the dev server ----------------------------------------------------------------------
