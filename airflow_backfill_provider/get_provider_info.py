@@ -49,11 +49,19 @@ def get_provider_info() -> dict:
                 "integration-name": "Temporal",
                 "python-modules": ["airflow_backfill_provider.sensors.temporal"],
             },
+            {
+                "integration-name": "ClickHouse (backfill)",
+                "python-modules": ["airflow_backfill_provider.sensors.clickhouse"],
+            },
         ],
         "triggers": [
             {
                 "integration-name": "Temporal",
                 "python-modules": ["airflow_backfill_provider.triggers.temporal"],
+            },
+            {
+                "integration-name": "ClickHouse (backfill)",
+                "python-modules": ["airflow_backfill_provider.triggers.clickhouse"],
             },
         ],
         # The "clickhouse" connection type (a server) belongs to apache-airflow-providers-clickhousedb,
