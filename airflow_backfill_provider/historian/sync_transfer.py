@@ -19,7 +19,9 @@ from typing import Any, Protocol
 from airflow_backfill_provider.exceptions import ReconciliationError
 from airflow_backfill_provider.historian.schema import DEFAULT_TABLE
 from airflow_backfill_provider.historian.sync import (
+    SyncGroup,
     SyncOptions,
+    SyncPlan,
     TagState,
     claim_rows,
     done_rows,
@@ -29,7 +31,7 @@ from airflow_backfill_provider.historian.sync import (
 from airflow_backfill_provider.historian.transfer import (
     DEFAULT_SPOOL_ROWS,
     HistorySource,
-    StagingTarget,
+    Stage,
     transfer_chunk,
 )
 from airflow_backfill_provider.utils import iso
@@ -40,15 +42,32 @@ log = logging.getLogger(__name__)
 _SHOWN = 10
 
 
-class SyncTarget(StagingTarget, Protocol):
-    """A target the sync writes to: stages that append exactly, and the per-tag state."""
+class SyncTarget(Protocol):
+    """A target the sync writes to: the per-tag state, and stages that append exactly."""
 
-    #: Set by a stage's commit: ``inserted_rows``, ``source_rows``, ``last_seen`` per tag, ``mismatched``.
-    last_commit: dict[str, Any] | None
+    def claim(
+        self, tags: Sequence[str], plan: Callable[[dict[str, TagState]], tuple[SyncPlan, Sequence[TagState]]]
+    ) -> SyncPlan:
+        """Read the live state of ``tags``, call ``plan`` with it, record the claim rows it returns;
+        return the plan."""
 
-    def read_state(self, tags: Sequence[str]) -> dict[str, TagState]: ...
+    def append_stage(
+        self, table: str, key: str, on_commit: Callable[[dict[str, Any]], Sequence[TagState]]
+    ) -> Stage:
+        """A stage whose commit appends the rows the window lacks, then records the state rows
+        ``on_commit`` returns for its result (``inserted_rows``, ``source_rows``, ``last_seen`` per
+        tag, ``mismatched``: ``{tag: (held, source)}``)."""
 
-    def write_state(self, rows: Sequence[TagState]) -> None: ...
+
+class _GroupTarget:
+    """The :class:`StagingTarget` that :func:`transfer_chunk` loads one group into."""
+
+    def __init__(self, target: SyncTarget, on_commit: Callable[[dict[str, Any]], Sequence[TagState]]) -> None:
+        self._target = target
+        self._on_commit = on_commit
+
+    def stage(self, table: str, key: str) -> Stage:
+        return self._target.append_stage(table, key, self._on_commit)
 
 
 def sync_once(
@@ -78,21 +97,28 @@ def sync_once(
     options = options or SyncOptions()
     run_id = run_id or uuid.uuid4().hex
     started = time.monotonic()
-    states = target.read_state(sorted(set(tags)))
-    plan = plan_sync(tags, states, horizon, options)
-    horizon = plan.horizon
+
+    def planned(states: dict[str, TagState]) -> tuple[SyncPlan, list[TagState]]:
+        plan = plan_sync(tags, states, horizon, options)
+        return plan, claim_rows(plan, run_id)
+
+    plan = target.claim(sorted(set(tags)), planned)
     _log_plan(plan)
-    target.write_state(claim_rows(plan, run_id))
 
     rows = inserted = 0
     read_seconds = write_seconds = 0.0
     seen: dict[str, datetime] = {}
     mismatches: list[dict[str, Any]] = []
     for group in plan.groups:
-        target.last_commit = None
+        commits: list[dict[str, Any]] = []
+
+        def done(commit: dict[str, Any], group: SyncGroup = group, commits: list = commits) -> list[TagState]:
+            commits.append(commit)
+            return done_rows(plan, group, commit["last_seen"], run_id)
+
         result = transfer_chunk(
             source,
-            target,
+            _GroupTarget(target, done),
             table=table,
             tags=group.tags,
             start=group.start,
@@ -104,10 +130,7 @@ def sync_once(
             source_options=source_options,
             staged=True,
         )
-        commit = target.last_commit
-        if commit is None:  # a target whose stage does not report: the append cannot be verified
-            raise TypeError(f"{type(target).__name__}'s stage did not report its commit (last_commit).")
-        target.write_state(done_rows(plan, group, commit["last_seen"], run_id))
+        commit = commits[-1]
         seen.update(commit["last_seen"])
         rows += result["rows"]
         inserted += commit["inserted_rows"]
@@ -135,7 +158,7 @@ def sync_once(
     seconds = time.monotonic() - started
     summary = {
         "run_id": run_id,
-        "horizon": iso(horizon),
+        "horizon": iso(plan.horizon),
         "tags": len(plan.tags),
         "groups": len(plan.groups),
         "earliest_start": iso(min((g.start for g in plan.groups), default=None)),
@@ -148,8 +171,8 @@ def sync_once(
         "read_seconds": round(read_seconds, 3),
         "write_seconds": round(write_seconds, 3),
         "rows_per_second": round(rows / seconds, 1) if seconds > 0 else 0.0,
-        "lag_before_seconds": lag_seconds(horizon, before),
-        "lag_after_seconds": lag_seconds(horizon, after.values()),
+        "lag_before_seconds": lag_seconds(plan.horizon, before),
+        "lag_after_seconds": lag_seconds(plan.horizon, after.values()),
         "mismatched_windows": len(mismatches),
     }
     log.info(
@@ -170,7 +193,7 @@ def sync_once(
     return summary
 
 
-def _log_plan(plan) -> None:
+def _log_plan(plan: SyncPlan) -> None:
     if plan.first_run:
         log.info(
             "First sync of %d tags, from %s (older history is wonderware_backfill's): %s",

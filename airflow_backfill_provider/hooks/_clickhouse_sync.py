@@ -2,7 +2,9 @@
 
 Used through a :class:`~airflow_backfill_provider.hooks.clickhouse.ClickHouseBackfillHook`:
 :class:`ClickHouseSyncTarget` is what :func:`~airflow_backfill_provider.historian.sync_transfer.sync_once`
-writes to, and :func:`read_fence` is what a backfill chunk asks before it reads the source.
+writes to, and :func:`read_fence` is what a backfill chunk asks before it reads the source. A run
+takes one session for its claims and two per group (create the stage; load, append, record done),
+since in embedded mode opening a session is most of a small run's cost.
 
 The append never deletes and never scans the history table: the spooled window goes into a stage
 (as a backfill chunk's does), and only the staged rows whose ``(TagName, DateTime)`` the window does
@@ -12,13 +14,13 @@ not hold yet are inserted. The subquery reads the window's rows only (the table 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow_backfill_provider.exceptions import ReconciliationError
 from airflow_backfill_provider.historian.schema import DEFAULT_TABLE, HISTORY_COLUMN_NAMES
-from airflow_backfill_provider.historian.sync import TagState, state_table_name, sync_state_ddl
+from airflow_backfill_provider.historian.sync import SyncPlan, TagState, state_table_name, sync_state_ddl
 from airflow_backfill_provider.hooks._clickhouse_stage import ClickHouseStage
 from airflow_backfill_provider.utils import quote_identifier, to_utc
 
@@ -41,8 +43,6 @@ _WINDOW = (
     "TagName IN {tags:Array(String)} "
     "AND DateTime >= {start:DateTime64(6, 'UTC')} AND DateTime < {end:DateTime64(6, 'UTC')}"
 )
-# Tags named in a reconciliation error: enough to act on, short enough to read.
-_MISMATCH_TAGS_SHOWN = 20
 
 
 def _table_exists(client: Client, table: str) -> bool:
@@ -90,14 +90,22 @@ def read_fence(
 class AppendStage(ClickHouseStage):
     """A sync group's stage: filled like a backfill chunk's, committed by an exact append.
 
-    The commit inserts only the staged rows whose ``(TagName, DateTime)`` the window lacks, then
-    checks that the window holds as many rows as the source gave. Nothing is deleted, so a row a
+    The commit inserts only the staged rows whose ``(TagName, DateTime)`` the window lacks, checks
+    that the window then holds as many rows as the source gave, and records the state rows that
+    ``on_commit`` returns for the result, in the same session. Nothing is deleted, so a row that a
     backfill or an earlier run wrote is never touched.
     """
 
-    def __init__(self, target: ClickHouseSyncTarget, table: str, key: str) -> None:
+    def __init__(
+        self,
+        target: ClickHouseSyncTarget,
+        table: str,
+        key: str,
+        on_commit: Callable[[dict[str, Any]], Sequence[TagState]],
+    ) -> None:
         super().__init__(target.hook, table, "sync\x1f" + key)
         self.target = target
+        self.on_commit = on_commit
 
     def commit(
         self, *, tags: Sequence[str], start: datetime, end: datetime, expected_rows: int
@@ -126,32 +134,28 @@ class AppendStage(ClickHouseStage):
                 f"SELECT TagName, max(DateTime) FROM {qstage} GROUP BY TagName"
             ).result_rows
         }
-        mismatched: dict[str, tuple[int, int]] = {}
-        if after != staged:
-            mismatched = self._mismatched_tags(client, params)
-        client.command(f"DROP TABLE IF EXISTS {qstage} SYNC")
-        hook._release_memory(client)
-        self._committed = True
         result = {
             "replaced_rows": 0,
             "written_rows": after,
             "inserted_rows": after - before,
             "source_rows": staged,
             "last_seen": last_seen,
-            "mismatched": mismatched,
+            "mismatched": self._mismatched_tags(client, params) if after != staged else {},
         }
-        self.target.last_commit = result
+        self.target._insert_state(client, self.on_commit(result))
+        client.command(f"DROP TABLE IF EXISTS {qstage} SYNC")
+        hook._release_memory(client)
+        self._committed = True
         return result
 
     def _mismatched_tags(self, client: Client, params: dict) -> dict[str, tuple[int, int]]:
         """``{tag: (rows in the window, source rows)}`` for the tags whose counts differ."""
-        by_tag = "SELECT TagName, count() FROM {table} WHERE " + _WINDOW + " GROUP BY TagName"
-        held = dict(
-            client.query(by_tag.format(table=quote_identifier(self.table)), parameters=params).result_rows
-        )
-        source = dict(
-            client.query(by_tag.format(table=quote_identifier(self.name)), parameters=params).result_rows
-        )
+
+        def by_tag(table: str) -> dict:
+            query = f"SELECT TagName, count() FROM {quote_identifier(table)} WHERE {_WINDOW} GROUP BY TagName"
+            return dict(client.query(query, parameters=params).result_rows)
+
+        held, source = by_tag(self.table), by_tag(self.name)
         return {
             str(t): (int(held.get(t, 0)), int(source.get(t, 0)))
             for t in sorted(set(held) | set(source))
@@ -160,10 +164,8 @@ class AppendStage(ClickHouseStage):
 
 
 class ClickHouseSyncTarget:
-    """The history table and its sync state in one ClickHouse (server or embedded).
-
-    A :class:`~airflow_backfill_provider.historian.transfer.StagingTarget` whose stages append
-    exactly, plus the state reads and writes of
+    """The history table and its sync state in one ClickHouse (server or embedded): the
+    :class:`~airflow_backfill_provider.historian.sync_transfer.SyncTarget` of
     :func:`~airflow_backfill_provider.historian.sync_transfer.sync_once`.
 
     :param hook: the ClickHouse hook (its sessions hold the embedded lock).
@@ -185,17 +187,27 @@ class ClickHouseSyncTarget:
         self.table = table
         self.state_table = state_table or state_table_name(table)
         self.append_settings = dict(append_settings or {})
-        #: The result of the last committed stage (inserted rows, newest row per tag, mismatches).
-        self.last_commit: dict[str, Any] | None = None
 
-    def stage(self, table: str, key: str) -> AppendStage:
-        return AppendStage(self, table, key)
+    def claim(
+        self, tags: Sequence[str], plan: Callable[[dict[str, TagState]], tuple[SyncPlan, Sequence[TagState]]]
+    ) -> SyncPlan:
+        """Read the state of ``tags``, plan from it and record the plan's claims, in one session."""
+        with self.hook.session() as client:
+            planned, claims = plan(latest_states(client, self.state_table, tags))
+            self._insert_state(client, claims)
+        return planned
+
+    def append_stage(
+        self, table: str, key: str, on_commit: Callable[[dict[str, Any]], Sequence[TagState]]
+    ) -> AppendStage:
+        return AppendStage(self, table, key, on_commit)
 
     def read_state(self, tags: Sequence[str]) -> dict[str, TagState]:
+        """The live state of ``tags`` (those the sync has claimed), e.g. for lag metrics."""
         with self.hook.session() as client:
             return latest_states(client, self.state_table, tags)
 
-    def write_state(self, rows: Sequence[TagState]) -> None:
+    def _insert_state(self, client: Client, rows: Sequence[TagState]) -> None:
         """Insert state rows (creating the state table on first use); the newest version wins."""
         if not rows:
             return
@@ -203,6 +215,5 @@ class ClickHouseSyncTarget:
         data = [
             [r.tag, r.claim_start, r.watermark, r.last_seen, r.status, r.version, r.run_id, now] for r in rows
         ]
-        with self.hook.session() as client:
-            client.command(sync_state_ddl(self.state_table))
-            client.insert(self.state_table, data, column_names=list(_STATE_COLUMNS))
+        client.command(sync_state_ddl(self.state_table))
+        client.insert(self.state_table, data, column_names=list(_STATE_COLUMNS))
