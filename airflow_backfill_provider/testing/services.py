@@ -15,6 +15,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 if TYPE_CHECKING:
     from airflow_backfill_provider.testing.simulator import SimulationSummary, SimulatorConfig
@@ -44,17 +45,28 @@ def _pg_bin(name: str) -> str:
 
 
 @contextmanager
-def postgres_server():
-    """Start a throwaway PostgreSQL cluster; yield its base URL ``postgresql+psycopg://...:port``."""
+def postgres_server(password: str | None = None):
+    """Start a throwaway PostgreSQL cluster; yield its base URL ``postgresql+psycopg://...:port``.
+
+    :param password: the superuser's password. With one, logins over TCP must give it
+        (scram-sha-256), so a wrong password is refused as on a real server; without, every login
+        is trusted.
+    """
     root = tempfile.mkdtemp(prefix="abp-pg-")
     data = os.path.join(root, "data")
     as_user: list[str] = []
+    auth = ["--auth=trust"]
+    if password:
+        with open(os.path.join(root, "pwfile"), "w") as pwfile:
+            pwfile.write(password)
+        auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile.name}"]
     if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
+        for path in (root, *glob.glob(os.path.join(root, "*"))):
+            shutil.chown(path, "postgres", "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
     port = free_port()
     subprocess.run(
-        [*as_user, _pg_bin("initdb"), "-D", data, "--auth=trust", "-U", "postgres", "-E", "UTF8"],
+        [*as_user, _pg_bin("initdb"), "-D", data, *auth, "-U", "postgres", "-E", "UTF8"],
         check=True,
         capture_output=True,
     )
@@ -66,7 +78,8 @@ def postgres_server():
     )
     try:
         wait_port(port)
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+        user = f"postgres:{quote(password, safe='')}" if password else "postgres"
+        yield f"postgresql+psycopg://{user}@127.0.0.1:{port}"
     finally:
         subprocess.run(
             [*as_user, _pg_bin("pg_ctl"), "-D", data, "-m", "immediate", "stop"], capture_output=True
