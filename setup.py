@@ -45,6 +45,11 @@ setup(
         "apache_airflow_provider": [
             "provider_info=airflow_backfill_provider.get_provider_info:get_provider_info"
         ],
+        # Loaded by every Airflow process; in the api-server it fixes the Test button of connections
+        # without a port (see airflow_backfill_provider/plugins/connection_test.py).
+        "airflow.plugins": [
+            "backfill_connection_test=airflow_backfill_provider.plugins.connection_test:ConnectionTestPlugin"
+        ],
         "console_scripts": [
             "wonderware-simulator=airflow_backfill_provider.testing.simulator:main",
         ],

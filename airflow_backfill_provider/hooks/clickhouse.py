@@ -44,6 +44,7 @@ from airflow_backfill_provider.hooks._chdb import (
     os_cause,
 )
 from airflow_backfill_provider.hooks._clickhouse_stage import ClickHouseStage
+from airflow_backfill_provider.hooks._test_message import untransient
 from airflow_backfill_provider.utils import quote_identifier
 
 if TYPE_CHECKING:
@@ -200,10 +201,10 @@ class ClickHouseBackfillHook(_BaseClickHouseHook):
             with self.session() as client:
                 version = client.command("SELECT version()")
         except (BackfillProviderError, TimeoutError) as err:
-            return False, str(err)
+            return False, untransient(str(err), self.get_conn_id())
         except Exception as err:
-            return False, str(engine_error(err, self.where))
-        return True, f"Connected to ClickHouse {version}: {where}."
+            return False, untransient(str(engine_error(err, self.where)), self.get_conn_id())
+        return True, untransient(f"Connected to ClickHouse {version}: {where}.", self.get_conn_id())
 
     # -- history table -------------------------------------------------------------------------
 

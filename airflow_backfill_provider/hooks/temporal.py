@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseHook
 
+from airflow_backfill_provider.hooks._test_message import untransient
 from airflow_backfill_provider.temporal.bridge import blocking, gather_bounded, run_sync
 from airflow_backfill_provider.temporal.connection import client_kwargs_from_connection, connect
 from airflow_backfill_provider.temporal.errors import (
@@ -352,10 +353,9 @@ class TemporalHook(BaseHook):
 
     def test_connection(self) -> tuple[bool, str]:
         """Connect and describe the namespace: proves address, TLS, credentials and namespace."""
-        name = f"Temporal connection {self.temporal_conn_id!r}"
         try:
             namespace = self._sync(self._adescribe_namespace)
         except Exception as err:
-            return False, f"{name}: {type(err).__name__}: {err}"
+            return False, untransient(f"{type(err).__name__}: {err}", self.temporal_conn_id)
         target = self._client_kwargs["target_host"]
-        return True, f"{name}: connected to Temporal at {target}, namespace {namespace!r}"
+        return True, f"Connected to Temporal at {target}, namespace {namespace!r}"

@@ -17,6 +17,7 @@ from airflow_backfill_provider.historian.source_errors import (
     configuration_problem,
     is_transient_source_error,
 )
+from airflow_backfill_provider.hooks._test_message import untransient
 from airflow_backfill_provider.hooks._wonderware_connection import (
     LEGACY_URL_EXTRA,
     READERS,
@@ -197,10 +198,10 @@ class WonderwareHook(MsSqlHook):
             with self.get_sqlalchemy_engine().connect() as conn:
                 n = conn.execute(sa.select(sa.func.count()).select_from(self.historian.tagref)).scalar()
         except ConfigurationError as err:
-            return False, f"Wonderware connection {conn_id!r}: {err}"
+            return False, untransient(f"Wonderware connection {conn_id!r}: {err}", conn_id)
         except Exception as err:
-            return False, self._explain(err, "Connecting")
-        message = f"Wonderware connection {conn_id!r}: connected to {where}; TagRef holds {n} tags."
+            return False, untransient(self._explain(err, "Connecting"), conn_id)
+        message = f"Connected to {where}; TagRef holds {n} tags."
         warning = url_password_warning(self.connection.extra_dejson, self.connection.password)
         return True, f"{message} Warning: {warning}" if warning else message
 
