@@ -90,6 +90,41 @@ def test_unreachable_server_is_a_connection_error(monkeypatch, temporal_worker):
         TemporalHook("temporal_down").count_executions()
 
 
+def test_flattened_pem_from_the_form_reaches_the_sdk_as_valid_pem(monkeypatch):
+    """A key and certificate pasted into one-line form fields (line breaks gone) used to stop the
+    SDK at CertificateParseError; rebuilt, the SDK takes them and goes on to dial the server."""
+    from temporalio.client import Client
+    from temporalio.service import TLSConfig
+
+    from airflow_backfill_provider.temporal.bridge import run_sync
+    from airflow_backfill_provider.testing.services import free_port
+    from airflow_backfill_provider.testing.tls import client_key_and_cert
+
+    key_pem, cert_pem = client_key_and_cert()
+    flat_key, flat_cert = key_pem.replace("\n", " "), cert_pem.replace("\n", " ")
+    port = free_port()  # nothing listens: TLS settings are parsed before the dial
+    with pytest.raises(RuntimeError, match="CertificateParseError"):
+        tls = TLSConfig(client_cert=flat_cert.encode(), client_private_key=flat_key.encode())
+        run_sync(Client.connect(f"127.0.0.1:{port}", tls=tls))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_TEMPORAL_MTLS",
+        json.dumps(
+            {
+                "conn_type": "temporal",
+                "host": "127.0.0.1",
+                "port": port,
+                "password": flat_key,
+                "extra": {"tls_client_cert": flat_cert, "connect_timeout": 5},
+            }
+        ),
+    )
+    ok, message = TemporalHook("temporal_mtls").test_connection()
+    assert not ok
+    assert f"Cannot connect to Temporal at 127.0.0.1:{port}" in message and "this connection" in message
+    assert "CertificateParseError" not in message and "Connection refused" in message
+    assert "PRIVATE KEY" not in message
+
+
 def test_list_and_count_by_prefix_status_and_start_time(hook, seeded):
     prefix, ids = seeded["prefix"], seeded["ids"]
     runs = hook.list_executions(f"WorkflowId STARTS_WITH '{prefix}'")

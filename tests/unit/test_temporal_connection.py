@@ -8,6 +8,7 @@ import pytest
 
 from airflow_backfill_provider.exceptions import ConfigurationError
 from airflow_backfill_provider.temporal.connection import client_kwargs_from_connection, connection_profile
+from airflow_backfill_provider.testing.tls import client_key_and_cert
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
@@ -135,3 +136,83 @@ def test_tls_flag_uses_the_one_boolean_parser():
 def test_missing_host_is_a_configuration_error():
     with pytest.raises(ConfigurationError, match="no host"):
         client_kwargs_from_connection(host=" grpc:// ", port=None, password=None, extra={})
+
+
+# -- secrets where Airflow masks them, and PEM that survives a one-line form field ------------------
+
+
+@pytest.mark.parametrize("flatten", [lambda p: p.replace("\n", " "), lambda p: p.replace("\n", "")])
+def test_pem_from_a_one_line_field_is_rebuilt_and_parses(flatten):
+    """A PEM pasted into a one-line input loses its line breaks (spaces, or nothing, depending on the
+    browser); the rebuilt text parses as the same key and certificate. (That the SDK refuses the
+    flattened text is shown against the real SDK in tests/temporal/test_temporal_hook.py.)"""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from airflow_backfill_provider.temporal.connection import normalize_pem
+
+    key_pem, cert_pem = client_key_and_cert()
+    chain = cert_pem + cert_pem  # a CA bundle: several blocks
+    key = serialization.load_pem_private_key(normalize_pem(flatten(key_pem), "k").encode(), None)
+    cert = x509.load_pem_x509_certificate(normalize_pem(flatten(cert_pem), "c").encode())
+    assert cert.public_key() == key.public_key()
+    assert len(x509.load_pem_x509_certificates(normalize_pem(flatten(chain), "c").encode())) == 2
+    assert normalize_pem(cert_pem, "c") == cert_pem.strip()  # a good PEM stays as it is
+
+
+def test_client_key_from_the_password_field():
+    """The Password field holds the API key, or the mTLS client key as PEM (flattened or not)."""
+    key_pem, cert_pem = client_key_and_cert()
+    kw = client_kwargs_from_connection(
+        host="h",
+        port=7233,
+        password=key_pem.replace("\n", " "),
+        extra={"tls_client_cert": cert_pem.replace("\n", " ")},
+    )
+    assert "api_key" not in kw or kw["api_key"] is None
+    assert kw["tls"].client_private_key == key_pem.strip().encode()
+    assert kw["tls"].client_cert == cert_pem.strip().encode()
+    with pytest.raises(ConfigurationError, match="client certificate"):
+        client_kwargs_from_connection(host="h", port=7233, password=key_pem, extra={})
+
+
+def test_client_key_extra_new_name_wins_and_old_name_is_still_read(tmp_path):
+    from airflow._shared.secrets_masker.secrets_masker import should_hide_value_for_key
+
+    from airflow_backfill_provider.temporal.connection import KEY_EXTRA, LEGACY_KEY_EXTRA
+
+    # Why the rename: Airflow's UI and REST API redact an extra by its name.
+    assert should_hide_value_for_key(KEY_EXTRA) and not should_hide_value_for_key(LEGACY_KEY_EXTRA)
+    key_pem, cert_pem = client_key_and_cert()
+    old_key = tmp_path / "old.key"
+    old_key.write_text("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    new = client_kwargs_from_connection(
+        host="h",
+        port=1,
+        password="api-key",
+        extra={"tls_client_cert": cert_pem, KEY_EXTRA: key_pem, LEGACY_KEY_EXTRA: str(old_key)},
+    )
+    assert new["tls"].client_private_key == key_pem.strip().encode()
+    assert new["api_key"] == "api-key"  # an API key and mTLS together: the key goes in the extra
+    old = client_kwargs_from_connection(
+        host="h", port=1, password=None, extra={"tls_client_cert": cert_pem, LEGACY_KEY_EXTRA: str(old_key)}
+    )
+    assert old["tls"].client_private_key.startswith(b"-----BEGIN PRIVATE KEY-----\nAAAA")
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("-----BEGIN PRIVATE KEY----- c2VjcmV0LWtleS1ib2R5", "no matching -----END"),
+        (
+            "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nc2VjcmV0LWtleS1ib2R5\n"
+            "-----END RSA PRIVATE KEY-----",
+            "encrypted PEM",
+        ),
+        ("-----BEGIN PRIVATE KEY-----\nc2VjcmV0!!LWtleS1ib2R5\n-----END PRIVATE KEY-----", "not base64"),
+    ],
+)
+def test_a_broken_pem_key_is_refused_in_words_and_never_echoed(value, message):
+    with pytest.raises(ConfigurationError, match=message) as info:
+        client_kwargs_from_connection(host="h", port=1, password=value, extra={"tls_client_cert": PEM})
+    assert "c2VjcmV0" not in str(info.value) and "Password field" in str(info.value)
