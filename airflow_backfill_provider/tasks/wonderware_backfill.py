@@ -49,7 +49,9 @@ def check_run(params: Mapping[str, Any], run: RunInfo, *, scheduled_loads: bool)
     Params in a scheduled or backfill run, a bad window or bad chunking fail without retry.
     """
     if run.run_type == SCHEDULED and not scheduled_loads:
-        raise AirflowSkipException(SCHEDULED_LOADS_OFF.format(run=run.describe()))
+        reason = SCHEDULED_LOADS_OFF.format(run=run.describe())
+        log.warning("%s", reason)  # a skip is easy to overlook: say it where the log is read
+        raise AirflowSkipException(reason)
     with fail_without_retry():
         require_triggered(params, WINDOW_PARAMS, run)
         window = resolve_window(

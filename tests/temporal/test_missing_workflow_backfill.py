@@ -102,12 +102,13 @@ def test_dag_integrity(dag):
 
     assert isinstance(dag.timetable, CronDataIntervalTimetable)
     assert set(dag.task_dict) == {"settle", "resolve_spec", "find_gaps", "backfill", "summary"}
-    assert dag.params["dry_run"] is False
+    # A triggered run is a dry run unless asked otherwise (issue 9); scheduled runs and backfills are not.
+    assert dag.params["dry_run"] is True
 
 
 def test_backfills_exactly_the_gaps_once(dag, seeded, clickhouse):
     hook = seeded
-    dr = dag.test(logical_date=RUN_DATE, run_conf={"spec": SPEC})
+    dr = dag.test(logical_date=RUN_DATE, run_conf={"spec": SPEC, "dry_run": False})
     assert task_states(dr) == dict.fromkeys(
         ["settle", "resolve_spec", "find_gaps", "backfill", "summary"], "success"
     )
@@ -142,7 +143,7 @@ def test_backfills_exactly_the_gaps_once(dag, seeded, clickhouse):
     assert "no success point" in beta["reason"] and beta["dag_run_id"] == dr.run_id
 
     # Running it again starts nothing and records nothing new.
-    again = dag.test(logical_date=RUN_DATE, run_conf={"spec": SPEC})
+    again = dag.test(logical_date=RUN_DATE, run_conf={"spec": SPEC, "dry_run": False})
     assert task_states(again)["summary"] == "success"
     summary = xcom(again, "summary")
     assert summary["started"] == [] and summary["recorded"] == 0
@@ -165,7 +166,9 @@ def test_dry_run_starts_and_records_nothing(dag, seeded, clickhouse):
 
 
 def test_too_many_gaps_start_nothing(dag, seeded, clickhouse):
-    dr = dag.test(logical_date=RUN_DATE + timedelta(days=2), run_conf={"spec": SPEC, "max_starts": 3})
+    dr = dag.test(
+        logical_date=RUN_DATE + timedelta(days=2), run_conf={"spec": SPEC, "max_starts": 3, "dry_run": False}
+    )
     states = task_states(dr)
     assert (
         states["find_gaps"] == "success" and states["backfill"] == "failed" and states["summary"] == "failed"
