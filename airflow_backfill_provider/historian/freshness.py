@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from airflow_backfill_provider.exceptions import ConfigurationError
-from airflow_backfill_provider.utils import check_identifier, iso, quote_identifier
+from airflow_backfill_provider.utils import batched, check_identifier, iso, quote_identifier
 
 # The seed's alert fired when data was more than 5 minutes old.
 DEFAULT_MAX_LAG = timedelta(minutes=5)
@@ -21,6 +21,8 @@ DEFAULT_SEARCH_HORIZON = timedelta(hours=1)
 # Stale tags a message names before it says "and N more"; an event or XCom carries no more either.
 MAX_NAMED = 10
 REQUIRED_COLUMNS = ("TagName", "DateTime")
+# Tags per step-two query (one UNION ALL branch each), so a plant-wide outage stays a few queries.
+FALLBACK_BATCH = 50
 # A newest row further ahead of the checker's clock than this is reported as clock skew.
 CLOCK_TOLERANCE = timedelta(minutes=1)
 
@@ -33,19 +35,37 @@ class QueryClient(Protocol):
     def query(self, query: str, parameters: Mapping[str, Any] | None = None) -> Any: ...
 
 
-def newest_sql(table: str, *, per_tag: bool, bounded: bool) -> str:
-    """The query for the newest ``DateTime``: of the table (``max, count``), or per tag.
+def recent_sql(table: str, *, per_tag: bool) -> str:
+    """Step one: the newest ``DateTime`` since ``{since}``, of the table (``max, count``) or per tag.
 
-    ``bounded`` adds ``DateTime >= {since}``, which prunes partitions by their min/max index and
-    granules by the (TagName, DateTime) key; unbounded, the overall form is answered from the parts'
-    metadata (ClickHouse's implicit min/max-count projection) and the per-tag form reads only the
-    given tags' granules through the primary key.
+    ``DateTime >= {since}`` prunes partitions by their min/max index and, through the
+    (TagName, DateTime) key, the granules of each tag older than ``since``.
     """
     name = quote_identifier(table)
     if per_tag:
-        where = "TagName IN {tags:Array(String)}" + (f" AND {_SINCE}" if bounded else "")
-        return f"SELECT TagName, max(DateTime) FROM {name} WHERE {where} GROUP BY TagName"
-    return f"SELECT max(DateTime), count() FROM {name}" + (f" WHERE {_SINCE}" if bounded else "")
+        return (
+            f"SELECT TagName, max(DateTime) FROM {name} WHERE TagName IN {{tags:Array(String)}} "
+            f"AND {_SINCE} GROUP BY TagName"
+        )
+    return f"SELECT max(DateTime), count() FROM {name} WHERE {_SINCE}"
+
+
+def table_newest_sql(table: str) -> str:
+    """Step two, whole table: nothing but ``max`` and ``count``, which ClickHouse answers from the parts'
+    metadata (its implicit min/max-count projection), reading rows only of parts with deleted rows."""
+    return f"SELECT max(DateTime), count() FROM {quote_identifier(table)}"
+
+
+def tags_newest_sql(table: str, count: int) -> str:
+    """Step two, per tag: each tag's newest row, read backwards along the (TagName, DateTime) key
+    and stopped after one row, so the cost is a granule per part, not the tag's history.
+    Parameters ``{t0:String}`` … ``{t<count-1>:String}``."""
+    name = quote_identifier(table)
+    return " UNION ALL ".join(
+        f"(SELECT TagName, DateTime FROM {name} WHERE TagName = {{t{i}:String}} "
+        "ORDER BY TagName DESC, DateTime DESC LIMIT 1)"
+        for i in range(count)
+    )
 
 
 def normalize_tags(value: Any) -> tuple[str, ...] | None:
@@ -195,22 +215,24 @@ def read_freshness(
 ) -> FreshnessReport:
     """Read the newest row overall, or per tag, in two steps, and judge it against ``max_lag``.
 
-    Step one looks back ``max(max_lag, search_horizon)`` only; step two, for what step one did not
-    find (the table, or the tags, older than that), looks at everything through the index.
+    Step one looks back ``max(max_lag, search_horizon)`` only, which settles the verdict (the bound
+    is at least ``max_lag``); step two, only for what step one did not find (the table, or tags,
+    older than the bound), finds the exact newest row for the message.
     """
     check_identifier(table)
     now = now or datetime.now(timezone.utc)
     since = now - max(max_lag, search_horizon)
     try:
         if tags is None:
-            newest, count = _one(client, newest_sql(table, per_tag=False, bounded=True), {"since": since})
+            newest, count = _one(client, recent_sql(table, per_tag=False), {"since": since})
             if not count:
-                newest, count = _one(client, newest_sql(table, per_tag=False, bounded=False), {})
+                newest, count = _one(client, table_newest_sql(table), {})
             return FreshnessReport(table, now, max_lag, newest if count else None)
-        found = _per_tag(client, newest_sql(table, per_tag=True, bounded=True), list(tags), since)
+        found = _rows(client, recent_sql(table, per_tag=True), {"tags": list(tags), "since": since})
         missing = [t for t in tags if t not in found]
-        if missing:
-            found.update(_per_tag(client, newest_sql(table, per_tag=True, bounded=False), missing, None))
+        for batch in batched(missing, FALLBACK_BATCH):
+            params = {f"t{i}": tag for i, tag in enumerate(batch)}
+            found.update(_rows(client, tags_newest_sql(table, len(batch)), params))
         return FreshnessReport(table, now, max_lag, {t: found.get(t) for t in tags})
     except Exception as err:
         # Say what is wrong with the table when that is the cause; any other error stays as it is.
@@ -228,10 +250,7 @@ def _one(client: QueryClient, sql: str, params: Mapping[str, Any]) -> tuple[date
     return (_utc(newest) if count else None), int(count)
 
 
-def _per_tag(
-    client: QueryClient, sql: str, tags: list[str], since: datetime | None
-) -> dict[str, datetime | None]:
-    params: dict[str, Any] = {"tags": tags} if since is None else {"tags": tags, "since": since}
+def _rows(client: QueryClient, sql: str, params: Mapping[str, Any]) -> dict[str, datetime | None]:
     return {str(tag): _utc(ts) for tag, ts in client.query(sql, parameters=params).result_rows}
 
 

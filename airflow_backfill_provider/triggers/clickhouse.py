@@ -35,7 +35,7 @@ def check_freshness(
                 client, table=table, tags=tags, max_lag=max_lag, search_horizon=search_horizon
             )
     except ConfigurationError as err:
-        raise ConfigurationError(f"{err} (ClickHouse connection {hook.get_conn_id()!r})") from err
+        raise ConfigurationError(f"{hook.where}: {err}") from err
 
 
 class ClickHouseFreshnessTrigger(BaseTrigger):

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from airflow_backfill_provider.historian.freshness import newest_sql
+from airflow_backfill_provider.historian.freshness import recent_sql, table_newest_sql, tags_newest_sql
 from airflow_backfill_provider.historian.schema import DEFAULT_TABLE
 
 UTC = timezone.utc
@@ -132,6 +132,20 @@ def test_per_tag_names_the_lagging_and_the_missing_tags(ch_conn):
     assert sensor(tags="C").poke({}) is False and sensor(tags="A").poke({})
 
 
+def test_the_embedded_connection_type_works_too(monkeypatch, chdb_path):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CH_EMBEDDED", json.dumps({"conn_type": "chdb", "extra": {"chdb_path": chdb_path}})
+    )
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{CONN.upper()}", json.dumps({"conn_type": "chdb", "extra": {"chdb_path": chdb_path}})
+    )
+    load({"A": minutes(1)})
+    from airflow_backfill_provider.sensors.clickhouse import ClickHouseFreshnessSensor
+
+    embedded = ClickHouseFreshnessSensor(task_id="t", clickhouse_conn_id="ch_embedded", max_lag="5m")
+    assert embedded.poke({}).xcom_value["fresh"] is True
+
+
 def test_empty_table_is_stale_with_a_clear_message(ch_conn):
     from airflow.sdk.exceptions import AirflowSensorTimeout
 
@@ -146,7 +160,9 @@ def test_missing_table_and_bad_input_fail_without_retry(ch_conn):
     from airflow.sdk.exceptions import AirflowFailException
 
     load({"A": minutes(1)})
-    with pytest.raises(AirflowFailException, match=r"table 'NoSuchHistory' does not exist.*ch_fresh"):
+    with pytest.raises(
+        AirflowFailException, match=r"connection 'ch_fresh'.*: ClickHouse table 'NoSuchHistory' does not"
+    ):
         sensor(table="NoSuchHistory").execute({})
     with pytest.raises(AirflowFailException, match=r"Invalid table 'History; DROP TABLE x'"):
         sensor(table="History; DROP TABLE x").poke({})
@@ -173,8 +189,9 @@ def test_a_newest_row_older_than_the_horizon_still_gets_its_exact_lag(ch_conn):
 
 
 def test_the_first_read_is_pruned_to_recent_parts(ch_conn):
-    """The claim of docs/freshness-sensor.md: the bounded read selects only the newest partition and,
-    by the (TagName, DateTime) key, only its recent granules; the overall fallback reads part metadata."""
+    """The claims of docs/freshness-sensor.md: the bounded read selects only the newest partition and,
+    by the (TagName, DateTime) key, only its recent granules; the overall fallback reads part metadata;
+    a tag's fallback reads backwards along the key and stops after one row."""
     now = datetime.now(UTC)
     h = hook()
     with h.session() as client:
@@ -194,12 +211,13 @@ def test_the_first_read_is_pruned_to_recent_parts(ch_conn):
         ).result_rows[0]
 
         def explain(sql, **params):
-            plan = client.query(f"EXPLAIN indexes = 1 {sql}", parameters=params).result_rows
+            plan = client.query(f"EXPLAIN indexes = 1, actions = 1 {sql}", parameters=params).result_rows
             return "\n".join(r[0] for r in plan)
 
-        bounded = explain(newest_sql(DEFAULT_TABLE, per_tag=False, bounded=True), since=since)
-        per_tag = explain(newest_sql(DEFAULT_TABLE, per_tag=True, bounded=True), since=since, tags=["T1"])
-        fallback = explain(newest_sql(DEFAULT_TABLE, per_tag=False, bounded=False))
+        bounded = explain(recent_sql(DEFAULT_TABLE, per_tag=False), since=since)
+        per_tag = explain(recent_sql(DEFAULT_TABLE, per_tag=True), since=since, tags=["T1"])
+        fallback = explain(table_newest_sql(DEFAULT_TABLE))
+        tag_fallback = explain(tags_newest_sql(DEFAULT_TABLE, 1), t0="T1")
 
     def selected(plan: str, what: str, index: int) -> tuple[int, int]:
         a, b = plan.split(f"{what}: ")[index].split()[0].split("/")
@@ -213,6 +231,8 @@ def test_the_first_read_is_pruned_to_recent_parts(ch_conn):
     assert selected(bounded, "Granules", -1)[0] <= 8, bounded
     assert selected(per_tag, "Granules", -1)[0] <= 2, per_tag
     assert "_minmax_count_projection" in fallback, fallback
+    # A tag's newest row: read backwards along the key from that tag's granules, stopped by LIMIT 1.
+    assert "Read type: InReverseOrder" in tag_fallback and "Limit 1" in tag_fallback, tag_fallback
 
 
 # -- the trigger -----------------------------------------------------------------------------------

@@ -10,8 +10,10 @@ from airflow_backfill_provider.exceptions import ConfigurationError
 from airflow_backfill_provider.historian.freshness import (
     MAX_NAMED,
     FreshnessReport,
-    newest_sql,
     normalize_tags,
+    recent_sql,
+    table_newest_sql,
+    tags_newest_sql,
 )
 
 UTC = timezone.utc
@@ -25,23 +27,32 @@ def ago(**kwargs) -> datetime:
 
 def test_sql_text_is_pinned():
     since = "DateTime >= {since:DateTime64(6, 'UTC')}"
-    assert newest_sql("WonderwareHistory", per_tag=False, bounded=True) == (
+    assert recent_sql("WonderwareHistory", per_tag=False) == (
         f"SELECT max(DateTime), count() FROM `WonderwareHistory` WHERE {since}"
     )
-    # Unbounded and with nothing but max and count: ClickHouse answers it from part metadata.
-    assert newest_sql("db.H", per_tag=False, bounded=False) == "SELECT max(DateTime), count() FROM `db`.`H`"
-    assert newest_sql("H", per_tag=True, bounded=True) == (
+    assert recent_sql("H", per_tag=True) == (
         f"SELECT TagName, max(DateTime) FROM `H` WHERE TagName IN {{tags:Array(String)}} AND {since} "
         "GROUP BY TagName"
     )
-    assert newest_sql("H", per_tag=True, bounded=False) == (
-        "SELECT TagName, max(DateTime) FROM `H` WHERE TagName IN {tags:Array(String)} GROUP BY TagName"
+    # Nothing but max and count: ClickHouse answers it from part metadata.
+    assert table_newest_sql("db.H") == "SELECT max(DateTime), count() FROM `db`.`H`"
+    # One branch per tag, each read backwards along the key and stopped after one row.
+    assert tags_newest_sql("H", 2) == (
+        "(SELECT TagName, DateTime FROM `H` WHERE TagName = {t0:String} "
+        "ORDER BY TagName DESC, DateTime DESC LIMIT 1) UNION ALL "
+        "(SELECT TagName, DateTime FROM `H` WHERE TagName = {t1:String} "
+        "ORDER BY TagName DESC, DateTime DESC LIMIT 1)"
     )
 
 
 def test_sql_refuses_a_table_name_that_is_not_an_identifier():
-    with pytest.raises(ConfigurationError, match=r"Invalid table name 'H` ; DROP'"):
-        newest_sql("H` ; DROP", per_tag=False, bounded=True)
+    for build in (
+        lambda t: recent_sql(t, per_tag=False),
+        table_newest_sql,
+        lambda t: tags_newest_sql(t, 1),
+    ):
+        with pytest.raises(ConfigurationError, match=r"Invalid table name 'H` ; DROP'"):
+            build("H` ; DROP")
 
 
 @pytest.mark.parametrize(
