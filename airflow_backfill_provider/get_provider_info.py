@@ -116,8 +116,8 @@ def get_provider_info() -> dict:
                     "retry_attempts": {
                         "label": "Attempts per source call",
                         "schema": {"type": ["integer", "null"], "minimum": 1, "default": 4},
-                        "description": "Calls in all for a lost connection, a timeout or a server that "
-                        "is down (never for bad credentials or an unknown database), with exponential "
+                        "description": "Calls in all, e.g. 4, when the source is lost, times out or is "
+                        "down (never for bad credentials or an unknown database), with exponential "
                         "backoff from 1 s.",
                     },
                 },
