@@ -111,3 +111,111 @@ def test_missing_table_is_not_retried(tmp_path, monkeypatch):
         hook.discover_tags()
     ok, message = hook.test_connection()
     assert not ok and "no such table" in message
+
+
+# -- credentials in the credential fields; configuration errors are not retried ------------------
+
+PG_PASSWORD = "pg-s3cret:/pw"
+
+
+@pytest.fixture(scope="module")
+def password_historian():
+    """A simulated historian on a PostgreSQL that wants a password (scram-sha-256 over TCP); its URL
+    without the password."""
+    from sqlalchemy.engine import URL, make_url
+
+    from airflow_backfill_provider.testing.services import create_database, postgres_server
+
+    with postgres_server(password=PG_PASSWORD) as server:
+        url = create_database(server, "historian_pw")
+        simulate(url, CONFIG, replace=True)
+        u = make_url(url)  # URL.set(password=None) would keep the password: None means "unchanged"
+        yield URL.create(u.drivername, u.username, None, u.host, u.port, u.database).render_as_string(
+            hide_password=False
+        )
+
+
+def ww(monkeypatch, conn_id, url, **fields):
+    from airflow_backfill_provider.hooks.wonderware import WonderwareHook
+
+    extra = {"sqlalchemy_dsn": url, "retry_attempts": 4, "retry_base_delay": 5}
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "wonderware", **fields, "extra": extra})
+    )
+    return WonderwareHook(conn_id)
+
+
+def test_password_field_is_used_with_a_url(password_historian, monkeypatch, capsys):
+    assert PG_PASSWORD not in password_historian
+    hook = ww(monkeypatch, "ww_fields", password_historian, login="postgres", password=PG_PASSWORD)
+    assert len(hook.discover_tags()) == 9
+    ok, message = hook.test_connection()
+    assert ok and "TagRef holds" in message and "***" in message and PG_PASSWORD not in message
+    assert "Warning" not in message and "password inside" not in capsys.readouterr().out
+    # Without the field, the server's refusal says what is missing, at once.
+    ok, message = ww(monkeypatch, "ww_nopw", password_historian).test_connection()
+    assert not ok and "the server asks for a password and the connection has none" in message
+    assert "retrying will not help" in message
+
+
+def test_a_password_inside_the_url_works_and_is_warned_about(password_historian, monkeypatch, capsys):
+    from sqlalchemy.engine import make_url
+
+    inside = make_url(password_historian).set(password=PG_PASSWORD).render_as_string(hide_password=False)
+    hook = ww(monkeypatch, "ww_inside", inside)
+    assert len(hook.discover_tags()) == 9
+    logged = capsys.readouterr().out  # Airflow's log handler writes to stdout
+    assert "'sqlalchemy_dsn' holds a URL with a password inside" in logged
+    assert "set it in the Password field" in logged and PG_PASSWORD not in logged
+    ok, message = hook.test_connection()
+    assert ok and "Warning:" in message and "Password field" in message and PG_PASSWORD not in message
+
+
+@pytest.mark.parametrize(
+    "fields, database, words",
+    [
+        ({"login": "postgres", "password": "wrong-canary-pw"}, None, "refused the password of 'postgres'"),
+        ({"login": "nobody", "password": PG_PASSWORD}, None, "refused the password of 'nobody'"),
+        (
+            {"login": "postgres", "password": PG_PASSWORD},
+            "no_such_db",
+            "the database 'no_such_db' does not exist",
+        ),
+    ],
+)
+def test_wrong_credentials_or_database_fail_at_once_in_words(
+    password_historian, monkeypatch, fields, database, words
+):
+    """Refused at the first attempt (retries here would wait 5 s, 10 s, 20 s), as a configuration
+    error that names the connection and the fields to fix, never the password."""
+    import time
+
+    from sqlalchemy.engine import make_url
+
+    from airflow_backfill_provider.exceptions import ConfigurationError
+
+    url = password_historian
+    if database:
+        url = make_url(url).set(database=database).render_as_string(hide_password=False)
+    hook = ww(monkeypatch, "ww_bad", url, **fields)
+    started = time.monotonic()
+    with pytest.raises(ConfigurationError) as err:
+        hook.discover_tags()
+    assert time.monotonic() - started < 4, "a configuration error was retried"
+    message = str(err.value)
+    assert words in message and "'ww_bad'" in message and "retrying will not help" in message
+    assert "Tag discovery failed" in message and "Login, Password or Database" in message
+    assert "wrong-canary-pw" not in message and PG_PASSWORD not in message
+    with pytest.raises(ConfigurationError, match=words):
+        hook.count_rows(["T"], T0, T0 + timedelta(hours=1))
+    ok, tested = hook.test_connection()
+    assert not ok and words in tested and "wrong-canary-pw" not in tested
+
+
+def test_sqlite_file_that_cannot_be_opened_is_a_configuration_error(tmp_path, monkeypatch):
+    from airflow_backfill_provider.exceptions import ConfigurationError
+
+    hook = ww(monkeypatch, "ww_nodir", f"sqlite:///{tmp_path}/missing-dir/historian.db")
+    with pytest.raises(ConfigurationError, match="the SQLite file cannot be opened") as err:
+        hook.discover_tags()
+    assert "missing-dir/historian.db" in str(err.value)
