@@ -315,3 +315,128 @@ def test_staged_retry_starts_from_an_empty_stage_and_a_refused_read_drops_it(ch_
         transfer_chunk(ListSource(batches), h, **chunk, batch_size=60, retry=refuse, spool_dir=str(tmp_path))
     assert stage_tables(h) == 0 and list(tmp_path.glob("wonderware-chunk-*")) == []
     assert h.count_by_tag("WonderwareHistory", tags, T0, chunk["end"]) == {"A": 120, "B": 120}
+
+
+# -- the chdb connection type, and engine errors that say which directory and why ----------------
+
+
+def chdb_conn(monkeypatch, conn_id, path, conn_type="chdb"):
+    extra = {"chdb_path": path} if path is not None else {}
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": conn_type, "extra": extra})
+    )
+    return conn_id
+
+
+def test_chdb_connection_type_with_both_hooks(monkeypatch, chdb_path):
+    from airflow_backfill_provider.hooks.clickhouse import ClickHouseBackfillHook, EmbeddedClickHouseHook
+
+    conn_id = chdb_conn(monkeypatch, "ch_embedded", chdb_path)
+    ok, message = EmbeddedClickHouseHook(conn_id).test_connection()
+    assert ok and f"embedded chdb at {chdb_path!r}" in message and "ch_embedded" not in message
+    h = ClickHouseBackfillHook(clickhouse_conn_id=conn_id)  # what the operators build
+    assert h.chdb_path == chdb_path and h.get_records("SELECT 40 + 2") == [(42,)]
+
+
+def test_chdb_connection_without_a_directory_says_so(monkeypatch):
+    from airflow_backfill_provider.exceptions import ConfigurationError
+    from airflow_backfill_provider.hooks.clickhouse import EmbeddedClickHouseHook
+
+    hook = EmbeddedClickHouseHook(chdb_conn(monkeypatch, "ch_nodir", None))
+    with pytest.raises(ConfigurationError, match="'ch_nodir' has no data directory"):
+        _ = hook.chdb_path
+    ok, message = hook.test_connection()
+    assert not ok and "has no data directory" in message and "Data directory" in message
+
+
+def test_engine_errors_name_the_directory(monkeypatch, chdb_path, tmp_path):
+    from airflow_backfill_provider.hooks.clickhouse import ClickHouseEngineError, EmbeddedClickHouseHook
+
+    hook = EmbeddedClickHouseHook(chdb_conn(monkeypatch, "ch_err", chdb_path))
+    with pytest.raises(ClickHouseEngineError) as err, hook.session() as client:
+        client.command("SELECT count() FROM NoSuchTable")
+    assert f"embedded chdb at {chdb_path!r} (connection 'ch_err')" in str(err.value)
+    assert "NoSuchTable" in str(err.value)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    ok, message = EmbeddedClickHouseHook(
+        chdb_conn(monkeypatch, "ch_file", str(a_file / "db"))
+    ).test_connection()
+    assert not ok and str(a_file) in message and "not a directory" in message
+
+
+def _without_dac_override() -> list[str]:
+    """A command prefix under which file permissions apply: root normally bypasses them
+    (CAP_DAC_OVERRIDE), so a chmod alone would not stop a test running as root."""
+    import os
+    import shutil
+
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        pytest.skip("running as root without setpriv (util-linux): cannot drop CAP_DAC_OVERRIDE")
+    caps = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}"]
+
+
+def _test_in_a_process(chdb_dir: str) -> dict:
+    """Test the connection and open a session in a new process that file permissions apply to."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import json\n"
+        "from airflow_backfill_provider.hooks.clickhouse import EmbeddedClickHouseHook\n"
+        "hook = EmbeddedClickHouseHook('ch_ro')\n"
+        "ok, message = hook.test_connection()\n"
+        "try:\n"
+        "    with hook.session() as client: client.command('SELECT 1')\n"
+        "    raised = None\n"
+        "except Exception as err:\n"
+        "    raised = f'{type(err).__name__}: {err}'\n"
+        "print(json.dumps({'ok': ok, 'message': message, 'raised': raised}))\n"
+    )
+    env = {
+        **os.environ,
+        "AIRFLOW_CONN_CH_RO": json.dumps({"conn_type": "chdb", "extra": {"chdb_path": chdb_dir}}),
+    }
+    out = subprocess.run(
+        [*_without_dac_override(), sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_read_only_data_directory_says_permission_denied(chdb_path):
+    """The engine alone says "Error initializing EmbeddedServer: . (BAD_ARGUMENTS)"."""
+    import os
+
+    os.makedirs(chdb_path)
+    os.chmod(chdb_path, 0o555)
+    try:
+        result = _test_in_a_process(chdb_path)
+    finally:
+        os.chmod(chdb_path, 0o755)
+    assert not result["ok"]
+    for text in (result["message"], result["raised"]):
+        assert f"cannot use its data directory {chdb_path!r}: permission denied" in text
+        assert "read and write access" in text and "uid 0" in text if os.geteuid() == 0 else True
+    assert result["raised"].startswith("ConfigurationError") and "(connection 'ch_ro')" in result["raised"]
+
+
+def test_unwritable_parent_says_permission_denied_for_the_lock_file(tmp_path):
+    """The lock file sits beside the data directory, so its parent must be writable too."""
+    parent = tmp_path / "locked-parent"
+    parent.mkdir(mode=0o555)
+    try:
+        result = _test_in_a_process(str(parent / "db"))
+    finally:
+        parent.chmod(0o755)
+    assert not result["ok"] and "cannot create its lock file" in result["message"]
+    assert f"{parent / 'db'}.lock" in result["message"] and "permission denied" in result["message"]
+    assert result["raised"].startswith("ConfigurationError")
