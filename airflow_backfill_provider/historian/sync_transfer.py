@@ -55,8 +55,8 @@ class SyncTarget(Protocol):
         self, table: str, key: str, on_commit: Callable[[dict[str, Any]], Sequence[TagState]]
     ) -> Stage:
         """A stage whose commit appends the rows the window lacks, then records the state rows
-        ``on_commit`` returns for its result (``inserted_rows``, ``source_rows``, ``last_seen`` per
-        tag, ``mismatched``: ``{tag: (held, source)}``)."""
+        ``on_commit`` returns for its result (``inserted_rows``, ``source_rows``, ``append_seconds``,
+        ``last_seen`` per tag, ``mismatched``: ``{tag: (held, source)}``)."""
 
 
 class _GroupTarget:
@@ -106,7 +106,7 @@ def sync_once(
     _log_plan(plan)
 
     rows = inserted = 0
-    read_seconds = write_seconds = 0.0
+    read_seconds = write_seconds = append_seconds = 0.0
     seen: dict[str, datetime] = {}
     mismatches: list[dict[str, Any]] = []
     for group in plan.groups:
@@ -136,6 +136,7 @@ def sync_once(
         inserted += commit["inserted_rows"]
         read_seconds += result["read_seconds"]
         write_seconds += result["write_seconds"]
+        append_seconds += commit["append_seconds"]
         log.info(
             "Sync %s – %s, %d tags: %d source rows, %d new (read %.2fs, write %.2fs)",
             iso(group.start),
@@ -170,6 +171,7 @@ def sync_once(
         "seconds": round(seconds, 3),
         "read_seconds": round(read_seconds, 3),
         "write_seconds": round(write_seconds, 3),
+        "append_seconds": round(append_seconds, 3),
         "rows_per_second": round(rows / seconds, 1) if seconds > 0 else 0.0,
         "lag_before_seconds": lag_seconds(plan.horizon, before),
         "lag_after_seconds": lag_seconds(plan.horizon, after.values()),

@@ -14,6 +14,7 @@ not hold yet are inserted. The subquery reads the window's rows only (the table 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -121,12 +122,14 @@ class AppendStage(ClickHouseStage):
             )
         before = hook.count_window(client, table, tags, start, end)
         cols = ", ".join(f"`{c}`" for c in HISTORY_COLUMN_NAMES)
+        appending = time.monotonic()
         client.command(
             f"INSERT INTO {qtable} ({cols}) SELECT {cols} FROM {qstage} "
             f"WHERE (TagName, DateTime) NOT IN (SELECT TagName, DateTime FROM {qtable} WHERE {_WINDOW})",
             parameters=params,
             settings=self.target.append_settings or None,
         )
+        appended = time.monotonic() - appending
         after = hook.count_window(client, table, tags, start, end)
         last_seen = {
             str(tag): to_utc(newest)
@@ -139,6 +142,7 @@ class AppendStage(ClickHouseStage):
             "written_rows": after,
             "inserted_rows": after - before,
             "source_rows": staged,
+            "append_seconds": round(appended, 3),
             "last_seen": last_seen,
             "mismatched": self._mismatched_tags(client, params) if after != staged else {},
         }
