@@ -8,6 +8,7 @@ so a lost row and a duplicate both fail. Late rows are inserted into the source 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -395,3 +396,33 @@ def test_the_fence_is_only_there_once_the_sync_has_claimed(pg_plant):
     p.sync(T0 + timedelta(hours=2))
     assert read_fence(p.ch, TABLE, p.tags) == T0 + timedelta(hours=1)
     assert read_fence(p.ch, TABLE, ["a tag the sync does not know"]) is None
+
+
+def test_a_backfill_chunk_wholly_above_the_fence_writes_nothing(pg_plant, caplog, monkeypatch):
+    from airflow_backfill_provider.operators.wonderware import WonderwareToClickHouseOperator
+
+    p = pg_plant
+    h1 = T0 + timedelta(hours=2)
+    p.sync(h1)
+    with p.ch.session() as client:  # a row the chunk's delete would remove if it ran
+        client.command(
+            f"INSERT INTO {TABLE} (DateTime, TagName, Value) VALUES ({{d:DateTime64(6, 'UTC')}}, {{t:String}}, 1.0)",
+            parameters={"d": h1 - 5 * MIN, "t": p.tags[0]},
+        )
+    before = p.plain_count()
+    op = WonderwareToClickHouseOperator(
+        task_id="above",
+        tags=p.tags,
+        window_start=(h1 - 30 * MIN).isoformat(),
+        window_end=h1.isoformat(),
+        wonderware_conn_id="ww_sync",
+        clickhouse_conn_id="ch_sync",
+    )
+    # a stdlib logger, so caplog sees the task's lines (the task logger writes past it)
+    task_log = logging.getLogger("test_sync.operator")
+    monkeypatch.setattr(WonderwareToClickHouseOperator, "log", property(lambda self: task_log))
+    caplog.set_level(logging.INFO, logger="test_sync.operator")
+    result = op.execute({})
+    assert result["fenced"] is True and result["rows"] == 0
+    assert p.plain_count() == before
+    assert "lies at or above the minute-level sync's fence 2025-01-01T01:00:00+00:00" in caplog.text
