@@ -6,6 +6,7 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
+REPOSITORY = "https://github.com/airflow-backfill-provider/airflow-backfill-provider"
 VERSION = re.search(
     r'^__version__ = "([^"]+)"', (HERE / "airflow_backfill_provider" / "__init__.py").read_text(), re.M
 ).group(1)
@@ -18,6 +19,15 @@ setup(
     long_description=(HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
+    url=REPOSITORY,
+    # Airflow's Providers page links the package name to the "Documentation" URL (read from this
+    # metadata, not from get_provider_info()); without it the link points at airflow.apache.org,
+    # where this provider has no page.
+    project_urls={
+        "Documentation": f"{REPOSITORY}/blob/main/README.md#documentation",
+        "Source": REPOSITORY,
+        "Changelog": f"{REPOSITORY}/blob/main/docs/changelog.md",
+    },
     packages=find_packages(include=["airflow_backfill_provider", "airflow_backfill_provider.*"]),
     python_requires=">=3.10",
     install_requires=[

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Install the Debian packages the tests start throwaway copies of, only when they are missing.
+# Install the Debian packages the tests need, only when they are missing: PostgreSQL and Redis
+# (the tests start throwaway copies) and Chromium (the browser tests drive it headless through
+# Playwright's Python package; `playwright install` downloads its own browsers and is never used).
 set -euo pipefail
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+[ -x /usr/bin/chromium ] || need+=(chromium fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi

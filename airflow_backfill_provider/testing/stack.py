@@ -1,9 +1,11 @@
-"""An isolated Airflow 3 for a real native backfill: metadata DB, scheduler and execution API.
+"""An isolated Airflow 3: metadata DB, scheduler, and the api-server (execution API, or UI + REST too).
 
 ``airflow backfill create`` only records the backfill; the scheduler creates and runs its DAG runs,
 and every task process talks to the task execution API (``airflow api-server --apps execution``).
 The demo, the orchestration bench and the native-backfill test all start Airflow through
-:class:`AirflowStack`. Verified traps (Airflow 3.3.2) it handles:
+:class:`AirflowStack`; the browser tests start it with ``apps="all"`` (UI, REST API and execution
+API in one server) and :func:`ui_env` (every user an admin, so no login; connection Test enabled).
+Verified traps (Airflow 3.3.2) it handles:
 
 * on SQLite, create the backfill before the scheduler starts (else "database is locked");
 * the DAG must be unpaused, or its backfill runs stay queued forever;
@@ -21,6 +23,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,7 +33,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from airflow_backfill_provider.testing.services import free_port, wait_port
+from airflow_backfill_provider.testing.services import free_port, wait_http, wait_port
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
@@ -68,19 +72,40 @@ def backfill_args(
     ]  # fmt: skip
 
 
+def ui_env() -> dict[str, str]:
+    """Settings for driving the UI from a test: SimpleAuthManager with every user an admin (the UI
+    and ``GET /auth/token`` need no login) and the connection Test button enabled (default: off)."""
+    return {
+        "AIRFLOW__CORE__AUTH_MANAGER": (
+            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+        ),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+    }
+
+
 @dataclass
 class AirflowStack:
     """An isolated Airflow installation in ``home`` running the DAGs of ``dags_folder``: SQLite
-    metadata DB, LocalExecutor."""
+    metadata DB, LocalExecutor.
+
+    :param apps: what the api-server serves: ``execution`` (the task execution API only, enough for
+        a backfill) or ``all`` (also the UI and the REST API at :attr:`url`)
+    :param dag_processor: also run ``airflow dag-processor``; without it the DAGs are the ones
+        :meth:`prepare` serialized, which is all a test of fixed DAG files needs
+    """
 
     home: Path
     dags_folder: Path
     parallelism: int = 4
     extra_env: dict[str, str] = field(default_factory=dict)
+    apps: str = "execution"
+    dag_processor: bool = False
     procs: list[subprocess.Popen] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+        self._token: str | None = None
         self.api_port = free_port()
         self.env = {
             **os.environ,
@@ -98,6 +123,11 @@ class AirflowStack:
             **self.extra_env,
         }
 
+    @property
+    def url(self) -> str:
+        """Base URL of the api-server (the UI and ``/api/v2`` when ``apps`` includes them)."""
+        return f"http://127.0.0.1:{self.api_port}"
+
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run([AIRFLOW, *args], env=self.env, capture_output=True, text=True)
         if check and result.returncode != 0:
@@ -106,11 +136,13 @@ class AirflowStack:
             )
         return result
 
-    def prepare(self, dag_id: str) -> None:
-        """Migrate the metadata DB, serialize the DAGs, unpause ``dag_id``."""
+    def prepare(self, dag_id: str | None) -> None:
+        """Migrate the metadata DB, serialize the DAGs, unpause ``dag_id`` (unless None: a new DAG
+        stays paused, as ``[core] dags_are_paused_at_creation`` makes it)."""
         self.cli("db", "migrate")
         self.cli("dags", "reserialize")
-        self.cli("dags", "unpause", dag_id)
+        if dag_id is not None:
+            self.cli("dags", "unpause", dag_id)
 
     def _spawn(self, name: str, *args: str) -> None:
         log = open(self.home / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
@@ -122,23 +154,43 @@ class AirflowStack:
 
     @contextmanager
     def running(self):
-        """The execution API server and the scheduler, stopped (as process groups) on exit."""
+        """The api-server, the scheduler (and the dag-processor if asked), stopped (as process
+        groups) on exit."""
         try:
             self._spawn(
-                "api-server",
-                "api-server",
-                "--apps",
-                "execution",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.api_port),
-            )
+                "api-server", "api-server", "--apps", self.apps, "--host", "127.0.0.1", "--port", str(self.api_port)
+            )  # fmt: skip
             wait_port(self.api_port, 90)
+            if self.apps != "execution":
+                # The port opens before the app has loaded the UI and the auth manager.
+                wait_http(f"{self.url}/api/v2/monitor/health", 90)
             self._spawn("scheduler", "scheduler")
+            if self.dag_processor:
+                self._spawn("dag-processor", "dag-processor")
             yield self
         finally:
             self.stop()
+
+    def token(self) -> str:
+        """A JWT for the REST API (``apps="all"`` with :func:`ui_env`: every user is an admin)."""
+        if self._token is None:
+            self._token = self.api("GET", "/auth/token", token=None)["access_token"]
+        return self._token
+
+    def api(self, method: str, path: str, body: object = None, token: str | None = "auto") -> dict:
+        """Call the api-server's REST API; return the decoded JSON answer (raise on an HTTP error,
+        with the server's own reason)."""
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {self.token() if token == 'auto' else token}"
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as err:
+            raise RuntimeError(f"{method} {path}: HTTP {err.code}: {err.read().decode()[:2000]}") from err
+        return json.loads(raw) if raw else {}
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -157,6 +209,12 @@ class AirflowStack:
             proc.wait()
         self.procs.clear()
 
+    def check_alive(self) -> None:
+        """Raise, naming the component and its log, if a component of :meth:`running` exited."""
+        dead = [p.args[1] for p in self.procs if p.poll() is not None]
+        if dead:
+            raise RuntimeError(f"Airflow component(s) {dead} exited; see their logs in {self.home}")
+
     def metadata(self) -> sa.Engine:
         return sa.create_engine(self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
 
@@ -173,9 +231,7 @@ class AirflowStack:
         deadline = time.monotonic() + timeout
         try:
             while True:
-                dead = [p.args[1] for p in self.procs if p.poll() is not None]
-                if dead:
-                    raise RuntimeError(f"Airflow component(s) {dead} exited; see their logs in {self.home}")
+                self.check_alive()
                 with engine.connect() as conn:
                     runs = [dict(r._mapping) for r in conn.execute(query, {"d": dag_id})]
                 done = [
