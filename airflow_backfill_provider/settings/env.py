@@ -54,10 +54,6 @@ class EnvReader:
             )
         return value
 
-    def boolean(self, name: str, default: bool) -> bool:
-        raw = self._raw(name)
-        return default if raw is None else as_bool(raw, name)
-
     def optional_boolean(self, name: str) -> bool | None:
         """A boolean, or ``None`` when unset or empty (the caller's default then depends on others)."""
         raw = self.optional_text(name)

@@ -87,7 +87,9 @@ def test_settings_are_frozen_and_read_os_environ_by_default(monkeypatch):
     ],
 )  # fmt: skip
 def test_wonderware_each_variable(name, value, field, expected):
-    assert getattr(WonderwareBackfillSettings.from_env({**WONDERWARE_STARTED, name: value}), field) == expected
+    assert (
+        getattr(WonderwareBackfillSettings.from_env({**WONDERWARE_STARTED, name: value}), field) == expected
+    )
 
 
 @pytest.mark.parametrize(
@@ -200,7 +202,10 @@ def test_missing_workflow_catchup_stays_off_with_a_start_date():
 
 @pytest.mark.parametrize(
     "settings, prefix",
-    [(WonderwareBackfillSettings, "WONDERWARE_BACKFILL"), (MissingWorkflowBackfillSettings, "MISSING_WORKFLOW_BACKFILL")],
+    [
+        (WonderwareBackfillSettings, "WONDERWARE_BACKFILL"),
+        (MissingWorkflowBackfillSettings, "MISSING_WORKFLOW_BACKFILL"),
+    ],
 )
 def test_catchup_without_a_start_date_is_refused_naming_both_variables(settings, prefix):
     with pytest.raises(ConfigurationError) as err:
@@ -232,13 +237,13 @@ def test_wonderware_end_date_without_a_start_date_is_accepted():
     ],
 )  # fmt: skip
 def test_last_complete_interval_matches_airflows_manual_interval(schedule, before, expected):
+    """The interval of a run triggered without a logical date, as Airflow infers a manual one."""
+    import pendulum
     from airflow.timetables.interval import CronDataIntervalTimetable
 
     from airflow_backfill_provider.settings.schedule import AIRFLOW_ONLY_PRESETS, last_complete_interval
 
     assert last_complete_interval(schedule, before) == expected
     airflow = CronDataIntervalTimetable(AIRFLOW_ONLY_PRESETS.get(schedule, schedule), "UTC")
-    import pendulum
-
     inferred = airflow.infer_manual_data_interval(run_after=pendulum.instance(before))
     assert (inferred.start, inferred.end) == expected
