@@ -18,7 +18,8 @@ $(VENV)/.installed: setup.py requirements-dev.txt
 
 install: $(VENV)/.installed
 
-# PostgreSQL server binaries (initdb/pg_ctl) and redis-server for the throwaway test services.
+# PostgreSQL server binaries (initdb/pg_ctl) and redis-server for the throwaway test services, and
+# Chromium for the browser tests (tests/browser: Playwright drives /usr/bin/chromium headless).
 system-deps:
 	@bash scripts/system-deps.sh
 

@@ -24,7 +24,7 @@ setup(
     # metadata, not from get_provider_info()); without it the link points at airflow.apache.org,
     # where this provider has no page.
     project_urls={
-        "Documentation": f"{REPOSITORY}/blob/main/README.md#documentation",
+        "Documentation": f"{REPOSITORY}/blob/main/docs/README.md",
         "Source": REPOSITORY,
         "Changelog": f"{REPOSITORY}/blob/main/docs/changelog.md",
     },

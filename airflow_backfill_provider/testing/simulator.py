@@ -68,7 +68,13 @@ def _parse_mix(value: str) -> dict[str, float]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``wonderware-simulator``: fill a historian; the last line printed is a JSON summary."""
-    parser = argparse.ArgumentParser(prog="wonderware-simulator", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="wonderware-simulator",
+        description="Fill TagRef and History of a simulated Wonderware/AVEVA Historian at any SQLAlchemy "
+        "URL (SQLite, PostgreSQL, SQL Server). The last line printed is a JSON summary.",
+        epilog="example: wonderware-simulator --url sqlite:////tmp/historian.db --start 2025-01-01 "
+        "--end 2025-01-04 --tags 36 --hostile-tags --replace   (docs/simulator.md)",
+    )
     parser.add_argument("--url", required=True, help="SQLAlchemy URL, e.g. sqlite:////tmp/historian.db")
     parser.add_argument("--tags", type=int, default=40, help="non-system tags (default 40)")
     parser.add_argument(
@@ -81,8 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--start", type=_naive_utc, required=True, help="inclusive, ISO 8601, UTC if no offset"
     )
     parser.add_argument("--end", type=_naive_utc, required=True, help="exclusive")
-    parser.add_argument("--rate", type=float, default=60.0, help="seconds between samples of a tag")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rate", type=float, default=60.0, help="seconds between samples of a tag (60)")
+    parser.add_argument("--seed", type=int, default=1, help="same seed, same rows (1)")
     parser.add_argument("--boundary-rows", action="store_true", help="add a row per tag on every boundary")
     parser.add_argument("--boundary-every", default="1d", help="boundary period with --boundary-rows (1d)")
     # argparse %-formats help texts, and a hostile name holds a "%"
@@ -90,8 +96,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hostile-tags", action="store_true", help=f"rename the first tags {hostile}")
     parser.add_argument("--replace", action="store_true", help="drop and recreate TagRef and History")
     parser.add_argument("--schema", default=None, help="database schema of the tables")
-    parser.add_argument("--method", default="auto", choices=("auto", "adbc", "copy", "executemany"))
-    parser.add_argument("--slice-rows", type=int, default=200_000)
+    parser.add_argument(
+        "--method",
+        default="auto",
+        choices=("auto", "adbc", "copy", "executemany"),
+        help="how rows are loaded: auto picks ADBC or COPY where installed, else executemany",
+    )
+    parser.add_argument(
+        "--slice-rows", type=int, default=200_000, help="rows generated and loaded at a time (200000)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
