@@ -80,7 +80,13 @@ def discover(
     """
     if run is not None:
         start, end = check_run(params, run, scheduled_loads=scheduled_loads)
-        log.info("This %s loads [%s, %s)", run.run_type, start.isoformat(), end.isoformat())
+        log.info(
+            "This %s run %s [%s, %s)",
+            run.run_type,
+            "counts (dry run, writes nothing)" if params["dry_run"] else "loads",
+            start.isoformat(),
+            end.isoformat(),
+        )
     by_type = {
         tag_type: hook.discover_tags([tag_type], exclude_system=params["exclude_system_tags"])
         for tag_type in params["tag_types"]
