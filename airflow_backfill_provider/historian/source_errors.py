@@ -79,6 +79,21 @@ def configuration_problem(err: BaseException) -> str | None:
     return None
 
 
+def driver_message(err: BaseException) -> str:
+    """The driver's error in one readable line: pymssql's ``(number, b'...')`` decoded, its DB-Lib
+    headers and repeats dropped; other drivers' first line."""
+    orig = getattr(err, "orig", None) or err
+    number = mssql_error_number(orig)
+    if number is not None:
+        args = orig.args[0] if isinstance(orig.args[0], tuple) else orig.args
+        text = args[1].decode("utf-8", "replace") if isinstance(args[1], bytes) else str(args[1])
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        kept = [line for line in dict.fromkeys(lines) if not line.startswith("DB-Lib error message")]
+        return f"{type(orig).__name__} {number}: {'; '.join(kept) or text.strip()}"
+    lines = [line.strip() for line in str(orig).splitlines() if line.strip()]
+    return f"{type(orig).__name__}: {lines[0] if lines else ''}"
+
+
 def mssql_error_number(err: BaseException) -> int | None:
     """SQL Server's error number of a pymssql error: ``args`` is ``(number, message)`` for a failed
     statement and ``((number, message),)`` for a failed connect."""

@@ -15,6 +15,7 @@ from airflow_backfill_provider.historian.queries import Historian, rows_to_batch
 from airflow_backfill_provider.historian.schema import DEFAULT_TAG_TYPES, arrow_history_schema
 from airflow_backfill_provider.historian.source_errors import (
     configuration_problem,
+    driver_message,
     is_transient_source_error,
 )
 from airflow_backfill_provider.hooks._test_message import untransient
@@ -198,7 +199,7 @@ class WonderwareHook(MsSqlHook):
             with self.get_sqlalchemy_engine().connect() as conn:
                 n = conn.execute(sa.select(sa.func.count()).select_from(self.historian.tagref)).scalar()
         except ConfigurationError as err:
-            return False, untransient(f"Wonderware connection {conn_id!r}: {err}", conn_id)
+            return False, untransient(str(err), conn_id)
         except Exception as err:
             return False, untransient(self._explain(err, "Connecting"), conn_id)
         message = f"Connected to {where}; TagRef holds {n} tags."
@@ -208,7 +209,7 @@ class WonderwareHook(MsSqlHook):
     def _explain(self, err: BaseException, what: str) -> str:
         """``what`` failed: the cause in words, the source (password masked), and what to do."""
         problem = configuration_problem(err)
-        cause = problem or f"{type(err).__name__}: {str(getattr(err, 'orig', None) or err).splitlines()[0]}"
+        cause = f"{problem} ({driver_message(err)})" if problem else driver_message(err)
         try:
             where = describe_url(self.sqlalchemy_url)
         except ConfigurationError:
@@ -219,7 +220,7 @@ class WonderwareHook(MsSqlHook):
             if problem
             else "Check that the source is reachable and holds TagRef and History."
         )
-        return f"{what} failed on Wonderware connection {self.get_conn_id()!r} ({where}): {cause}. {advice}"
+        return f"{what} failed on {where} (connection {self.get_conn_id()!r}): {cause}. {advice}"
 
     def call_with_retry(self, fn, what: str):
         """Call ``fn`` under this hook's retry policy and circuit breaker (transient errors only).
