@@ -106,7 +106,8 @@ class WonderwareToClickHouseOperator(BaseOperator):
             "time_zone": self.time_zone,
         }
         if dry_run:
-            counts = source.count_rows(tags, start, end, **options)
+            with fail_without_retry():  # a refused login or unknown database: retrying cannot help
+                counts = source.count_rows(tags, start, end, **options)
             rows = sum(counts.values())
             self.log.info("Dry run: would replace the window with %d source rows; wrote nothing.", rows)
             return {**summary, "rows": 0, "source_rows": rows, "seconds": 0.0, "dry_run": True}
@@ -119,23 +120,25 @@ class WonderwareToClickHouseOperator(BaseOperator):
         target = ClickHouseBackfillHook(clickhouse_conn_id=self.clickhouse_conn_id)
         # Read before the source: the minute-level sync never writes below its claims from now on,
         # so stopping there keeps this chunk and the sync off each other's rows (docs/sync.md).
-        end, fenced = clip_to_fence(start, end, read_fence(target, self.table, tags))
+        with fail_without_retry():
+            end, fenced = clip_to_fence(start, end, read_fence(target, self.table, tags))
         if fenced:
             self.log.info("Chunk %s: %s.", chunk_id, fenced)
         if end is None:
             return {**summary, "rows": 0, "seconds": 0.0, "fenced": True, "dry_run": False}
-        result = transfer_chunk(
-            source,
-            target,
-            table=self.table,
-            tags=tags,
-            start=start,
-            end=end,
-            batch_size=self.batch_size,
-            retry=source.call_with_retry,
-            spool_dir=self.spool_dir,
-            source_options=options,
-        )
+        with fail_without_retry():
+            result = transfer_chunk(
+                source,
+                target,
+                table=self.table,
+                tags=tags,
+                start=start,
+                end=end,
+                batch_size=self.batch_size,
+                retry=source.call_with_retry,
+                spool_dir=self.spool_dir,
+                source_options=options,
+            )
         rate = result["rows"] / result["seconds"] if result["seconds"] else 0.0
         self.log.info(
             "Chunk %s: %d rows in %.2fs (%.0f rows/s; read %.2fs, write %.2fs; %d stale rows replaced)",

@@ -87,11 +87,11 @@ def discover(
             start.isoformat(),
             end.isoformat(),
         )
-    by_type = {
-        tag_type: hook.discover_tags([tag_type], exclude_system=params["exclude_system_tags"])
-        for tag_type in params["tag_types"]
-    }
-    with fail_without_retry():
+    with fail_without_retry():  # also a refused login or an unknown database: retrying cannot help
+        by_type = {
+            tag_type: hook.discover_tags([tag_type], exclude_system=params["exclude_system_tags"])
+            for tag_type in params["tag_types"]
+        }
         selection = select_from_types(by_type, params["tag_include"], params["tag_exclude"])
     for warning in selection.warnings():
         log.warning("%s", warning)
