@@ -43,15 +43,15 @@ def say(message: str) -> None:
 def fill(hook, tags: list[str], rows: int, before: datetime) -> float:
     """Add ``rows`` older rows of ``tags`` spread over the year before ``before``; return seconds."""
     lo = before - timedelta(days=365)
-    span_us = int((before - lo).total_seconds() * 1e6)
+    step_us = int((before - lo).total_seconds() * 1e6) // rows  # number * step stays within the year
     started = time.perf_counter()
     with hook.session() as client:
         client.command(
             f"INSERT INTO {TABLE} (DateTime, TagName, Value, Quality, wwRetrievalMode, wwVersion, wwTimeZone) "
-            "SELECT fromUnixTimestamp64Micro({lo:Int64} + intDiv(number * {span:Int64}, {rows:Int64}), 'UTC'), "
+            "SELECT fromUnixTimestamp64Micro({lo:Int64} + toInt64(number) * {step:Int64}, 'UTC'), "
             "arrayElement({tags:Array(String)}, 1 + number % length({tags:Array(String)})), "
             "number / 7, 0, 'Delta', 'Latest', 'UTC' FROM numbers({rows:UInt64})",
-            parameters={"lo": int(lo.timestamp() * 1e6), "span": span_us, "rows": rows, "tags": tags},
+            parameters={"lo": int(lo.timestamp() * 1e6), "step": step_us, "rows": rows, "tags": tags},
         )
     return time.perf_counter() - started
 
@@ -157,7 +157,7 @@ def main(argv=None) -> int:
             settled = settle(hook)
             rows, parts, partitions = table_rows(hook)
             say(
-                f"{rows:,} rows in {parts} parts: first run {first['rows_inserted']:,} rows in "
+                f"{rows:,} rows in {parts} parts of {partitions} monthly partitions: first run {first['rows_inserted']:,} rows in "
                 f"{first['seconds']:.2f}s, fill {filled:.1f}s, merges settled in {settled:.1f}s"
             )
             tables.append(
