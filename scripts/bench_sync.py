@@ -153,6 +153,10 @@ def main(argv=None) -> int:
                 source, target, tags=tags, horizon=PRIME, retry=source.call_with_retry, table=TABLE
             )
             held = table_rows(hook)[0]
+            if size <= held:
+                raise SystemExit(
+                    f"--sizes {size:,}: the first run alone loads {held:,} rows; use larger sizes."
+                )
             filled = fill(hook, tags, size - held, PRIME - 2 * timedelta(hours=1))
             settled = settle(hook)
             rows, parts, partitions = table_rows(hook)
