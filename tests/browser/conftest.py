@@ -17,6 +17,7 @@ root (git-ignored), named ``<test>-<page>.png``.
 from __future__ import annotations
 
 import re
+import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -104,7 +105,9 @@ def chromium():
 @pytest.fixture(scope="session")
 def browser_context(chromium):
     """One context for the session: its HTTP cache spares each test a new download and parse of
-    the UI's bundle (seconds per page on a busy 2-core machine)."""
+    the UI's bundle (seconds per page on a busy 2-core machine). The screenshots of an earlier
+    session are cleared first, so the folder shows this session's pages only."""
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
     context = chromium.new_context(viewport={"width": 1400, "height": 1000})
     try:
         yield context
