@@ -17,24 +17,36 @@ T = TypeVar("T")
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.I)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# ISO 8601 durations as the Trigger form's duration field writes them; no years or months, whose
+# length varies.
+_ISO_DURATION = re.compile(
+    r"^P(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+)S)?)?$", re.I
+)
+_ISO_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", "", "none"}
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def parse_duration(value: str | int | float | timedelta, what: str = "duration") -> timedelta:
-    """Parse ``"15m"``, ``"6h"``, ``"1d"``, ``"2w"`` or a number of seconds into a positive timedelta."""
+    """Parse ``"15m"``, ``"6h"``, ``"1d"``, ``"2w"``, ISO 8601 (``"PT6H"``, ``"P1DT12H"``) or a number
+    of seconds into a positive timedelta."""
     if isinstance(value, timedelta):
         td = value
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         td = timedelta(seconds=value)
     else:
-        m = _DURATION.match(str(value))
-        if not m:
+        text = str(value).strip()
+        short, iso = _DURATION.match(text), _ISO_DURATION.match(text)
+        if short:
+            td = timedelta(seconds=int(short.group(1)) * _UNIT_SECONDS[short.group(2).lower()])
+        elif iso and text.upper() not in ("P", "PT"):
+            td = timedelta(**{unit: int(iso.group(key) or 0) for key, unit in _ISO_UNITS.items()})
+        else:
             raise ConfigurationError(
-                f"Invalid {what} {value!r}: use a number with a unit s, m, h, d or w, e.g. '6h' or '1d'."
+                f"Invalid {what} {value!r}: use a number with a unit s, m, h, d or w, e.g. '6h' or '1d' "
+                "(or ISO 8601 such as 'PT6H')."
             )
-        td = timedelta(seconds=int(m.group(1)) * _UNIT_SECONDS[m.group(2).lower()])
     if td <= timedelta(0):
         raise ConfigurationError(f"Invalid {what} {value!r}: it must be greater than zero.")
     return td

@@ -13,7 +13,7 @@ backfills start replacements unless their own conf sets `dry_run`.
 
 The spec comes from the `spec` Param, the `spec_file` Param's file, an Airflow Variable, or a file.
 Deployment settings (environment variables), the spec's fields and Params:
-[docs/missing-workflow-backfill.md](docs/missing-workflow-backfill.md) of airflow-backfill-provider.
+[docs/missing-workflow-backfill.md](https://github.com/airflow-backfill-provider/airflow-backfill-provider/blob/main/docs/missing-workflow-backfill.md) of airflow-backfill-provider.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ Safe by default: until `WONDERWARE_BACKFILL_START_DATE` is set there is no catch
 the scheduler makes load nothing (their `discover` task is skipped and says why).
 
 Deployment settings (environment variables), Params and operations:
-[docs/wonderware-backfill.md](docs/wonderware-backfill.md) of airflow-backfill-provider.
+[docs/wonderware-backfill.md](https://github.com/airflow-backfill-provider/airflow-backfill-provider/blob/main/docs/wonderware-backfill.md) of airflow-backfill-provider.
 """
 
 from __future__ import annotations

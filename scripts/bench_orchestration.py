@@ -94,7 +94,7 @@ def orchestration(args) -> int:
         say("Preparing Airflow (metadata DB, DAG serialization) …")
         stack.prepare(DAG_ID)
         # One chunk per interval (a day of all tags), as the bench sizes chunks.
-        conf = {"tag_group_size": tags, "chunk_window": "1d"}
+        conf = {"tag_group_size": tags, "chunk_window": "P1D"}
         backfill = backfill_args(DAG_ID, first_day, last_day, max_active_runs=4, conf=conf)
         say("$ airflow " + " ".join(backfill))
         t0 = time.monotonic()

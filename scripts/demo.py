@@ -69,7 +69,7 @@ def main() -> int:
     say("Preparing Airflow (metadata DB, DAG serialization) …")
     stack.prepare(DAG_ID)
     backfill = backfill_args(
-        DAG_ID, first_day, last_day, max_active_runs=2, conf={"tag_group_size": 10, "chunk_window": "12h"}
+        DAG_ID, first_day, last_day, max_active_runs=2, conf={"tag_group_size": 10, "chunk_window": "PT12H"}
     )
     say("$ airflow " + " ".join(backfill))
     stack.cli(*backfill)

@@ -19,8 +19,9 @@ ISO_INSTANT = (
     r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d+)?"
     r"(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$"
 )
-# A whole positive number with a unit, as utils.parse_duration reads it ("0h" is no window).
-DURATION = r"^[1-9][0-9]*[smhdw]$"
+# An ISO 8601 duration in weeks, days, hours, minutes and seconds ("PT6H", "P1D"), as the form's
+# duration field writes it and utils.parse_duration reads it; the pattern's message names the rule.
+DURATION = r"^P(?!T?$)([0-9]+W)?([0-9]+D)?(T(?=[0-9])([0-9]+H)?([0-9]+M)?([0-9]+S)?)?$"
 
 
 def instant_param(title: str, description_md: str, *, section: str) -> Param:

@@ -78,16 +78,16 @@ def params() -> dict[str, Param]:
             "load them too.",
             section=TAGS,
         ),
+        # format "duration" makes the form check the value as it is typed (it checks no pattern).
         "chunk_window": Param(
-            "6h",
+            "PT6H",
             type="string",
+            format="duration",
             pattern=DURATION,
             title="Chunk window",
-            description_md="Length of each chunk's sub-window: a whole number above 0 with a unit "
-            "`s`, `m`, `h`, `d` or `w`, e.g. `6h`, `30m` or `1d` (not `6 hours`). Rows per chunk ≈ "
-            "tags per chunk × samples per tag per second × window seconds: aim for a few minutes of "
-            "work per chunk.",
-            examples=["1h", "6h", "12h", "1d"],
+            description_md="Length of each chunk's sub-window, an ISO 8601 duration, e.g. `PT6H` (6 hours), "
+            "`PT30M`, `P1D` (not `6h` or `6 hours`). Rows per chunk ≈ tags per chunk × samples per "
+            "tag per second × window seconds: aim for a few minutes of work per chunk.",
             section=CHUNKS,
         ),
         "tag_group_size": Param(

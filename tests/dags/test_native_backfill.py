@@ -55,7 +55,7 @@ def test_native_backfill_then_reprocess_failed(postgres_url, tmp_path):
         JAN1,
         JAN3,
         max_active_runs=3,
-        conf={"chunk_window": "1d", "tag_group_size": 10},
+        conf={"chunk_window": "P1D", "tag_group_size": 10},
     )
     stack.cli(*backfill)
     with stack.running():

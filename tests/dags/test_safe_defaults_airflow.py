@@ -67,7 +67,7 @@ def test_unpause_and_a_plain_dry_run_trigger_start_no_load(historian_server, tmp
     }
     stack = AirflowStack(home=tmp_path / "airflow", dags_folder=DAGS_FOLDER, parallelism=2, extra_env=env)
     stack.prepare(DAG)  # unpaused, as the Trigger form's "Unpause on trigger" box does
-    stack.cli("dags", "trigger", DAG, "--conf", json.dumps({"dry_run": True, "chunk_window": "1d"}))
+    stack.cli("dags", "trigger", DAG, "--conf", json.dumps({"dry_run": True, "chunk_window": "P1D"}))
     with stack.running():
         runs = finished_runs(stack, expected=2)
 

@@ -52,7 +52,7 @@ def test_backfill_day_is_exact_for_every_tag_type(connections, dagbag, historian
     url, _ = historian_server
     connections(source_url=url, chdb_path=chdb_path)
     # A manual dag.test(logical_date=X) covers [X - 1 day, X).
-    dr = run(dagbag, JAN2, tag_group_size=5, chunk_window="8h")
+    dr = run(dagbag, JAN2, tag_group_size=5, chunk_window="PT8H")
     assert (dr.data_interval_start, dr.data_interval_end) == (JAN1, JAN2)
     assert dr.state == "success", states(dr)
     assert len(states(dr)["fetch_insert"]) == 3 * 3  # 3 windows × 15 tags / 5 per group
@@ -81,7 +81,7 @@ def test_backfill_day_is_exact_for_every_tag_type(connections, dagbag, historian
     assert string_rows > 0 and discrete_like > 0 and bad_quality_nulls > 0  # NULL-Value rows kept
 
     # re-running the same interval replaces it: no duplicates, same counts (plain count(), no FINAL)
-    again = run(dagbag, JAN2, tag_group_size=4, chunk_window="1d")
+    again = run(dagbag, JAN2, tag_group_size=4, chunk_window="P1D")
     assert again.state == "success", states(again)
     assert clickhouse_counts(chdb_path) == expected
 
@@ -95,7 +95,7 @@ def test_backfill_day_is_exact_for_every_tag_type(connections, dagbag, historian
 def test_empty_interval_succeeds_with_zero_rows(connections, dagbag, historian_server, chdb_path):
     url, _ = historian_server
     connections(source_url=url, chdb_path=chdb_path)
-    dr = run(dagbag, datetime(2025, 2, 1, tzinfo=UTC), tag_group_size=20, chunk_window="1d")
+    dr = run(dagbag, datetime(2025, 2, 1, tzinfo=UTC), tag_group_size=20, chunk_window="P1D")
     assert dr.state == "success", states(dr)
     assert states(dr)["fetch_insert"] == ["success"]
     assert clickhouse_counts(chdb_path) == {}
@@ -140,7 +140,7 @@ def test_chunk_failing_mid_stream_succeeds_on_retry_and_ends_exact(
     engine.dispose()
     connections(source_url=postgres_url, chdb_path=chdb_path)
 
-    dr = run(dagbag, JAN2, tag_group_size=5, chunk_window="12h", batch_size=1000)
+    dr = run(dagbag, JAN2, tag_group_size=5, chunk_window="PT12H", batch_size=1000)
     assert dr.state == "success", states(dr)
     tries = sorted(ti.try_number for ti in dr.get_task_instances() if ti.task_id == "fetch_insert")
     assert tries == [1, 1, 1, 2]  # exactly one chunk failed once and was retried
@@ -195,7 +195,7 @@ def test_bad_chunk_fails_alone_then_reprocessing_fixes_it(connections, dagbag, p
         conn.execute(sa.text("INSERT INTO broken VALUES (:t)"), {"t": bad_tag})
     connections(source_url=postgres_url, chdb_path=chdb_path, source_extra={"retry_attempts": 1})
 
-    dr = run(dagbag, JAN2, tag_group_size=5, chunk_window="1d")
+    dr = run(dagbag, JAN2, tag_group_size=5, chunk_window="P1D")
     st = states(dr)
     assert dr.state == "failed"
     assert sorted(st["fetch_insert"]) == ["failed", "success"]
@@ -207,6 +207,6 @@ def test_bad_chunk_fails_alone_then_reprocessing_fixes_it(connections, dagbag, p
     with engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM broken"))
     engine.dispose()
-    fixed = run(dagbag, JAN2, tag_group_size=5, chunk_window="1d")
+    fixed = run(dagbag, JAN2, tag_group_size=5, chunk_window="P1D")
     assert fixed.state == "success", states(fixed)
     assert clickhouse_counts(chdb_path) == expected

@@ -131,7 +131,7 @@ def test_run_without_a_logical_date_loads_the_last_complete_interval(
     dr = fresh_dag(dagbag, monkeypatch).test(
         logical_date=None,
         run_after=pendulum.datetime(2025, 1, 2, 7, 30, tz="UTC"),
-        run_conf={"chunk_window": "12h"},
+        run_conf={"chunk_window": "PT12H"},
     )
     assert dr.logical_date is None and dr.data_interval_start is None
     assert dr.state == "success", states(dr)
@@ -152,7 +152,7 @@ def test_a_selection_that_matches_no_tag_fails_naming_the_pattern(
     # the escaped pattern loads exactly that tag
     dr = fresh_dag(dagbag, monkeypatch).test(
         logical_date=pendulum.instance(JAN2),
-        run_conf={"tag_include": ["100%_Done [[]Line-1]"], "chunk_window": "1d"},
+        run_conf={"tag_include": ["100%_Done [[]Line-1]"], "chunk_window": "P1D"},
     )
     assert dr.state == "success", states(dr)
     assert list(clickhouse_counts(chdb_path)) == ["100%_Done [Line-1]"]

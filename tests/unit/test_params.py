@@ -69,8 +69,11 @@ def test_defaults_are_valid_and_params_are_fresh_objects(dag):
 @pytest.mark.parametrize(
     "value, ok",
     [
-        ("6h", True), ("30m", True), ("1d", True), ("2w", True), ("90s", True), ("12h", True),
-        ("6 hours", False), ("0h", False), ("6", False), ("h", False), ("-1h", False), ("6H ", False),
+        # ISO 8601, as the form's duration field writes it
+        ("PT6H", True), ("PT30M", True), ("P1D", True), ("P1DT12H", True), ("P2W", True), ("PT90S", True),
+        ("P", False), ("PT", False), ("P1Y", False), ("PT6", False),
+        # the short spelling of the environment settings is not a Param value
+        ("6h", False), ("6 hours", False), ("0h", False), ("6", False), ("-1h", False),
         ("", False), (6, False), (None, False),
     ],
 )  # fmt: skip
@@ -189,8 +192,8 @@ def test_a_bad_conf_is_refused_naming_the_param_the_value_and_the_rule():
     the value, and (from the schema's description) the rule with an example."""
     params = ParamsDict(wwb.params())
     message = refusal(params, "chunk_window", "6 hours")
-    assert message.startswith("Invalid input for param chunk_window: '6 hours' does not match")
-    assert "e.g. `6h`, `30m` or `1d` (not `6 hours`)" in message
+    assert message.startswith("Invalid input for param chunk_window: '6 hours' ")
+    assert "e.g. `PT6H` (6 hours), `PT30M`, `P1D` (not `6h` or `6 hours`)" in message
     message = refusal(params, "tag_group_size", 5000)
     assert message.startswith(
         "Invalid input for param tag_group_size: 5000 is greater than the maximum of 2000"
@@ -199,3 +202,12 @@ def test_a_bad_conf_is_refused_naming_the_param_the_value_and_the_rule():
     message = refusal(params, "range_end", "2025-01-02")
     assert message.startswith("Invalid input for param range_end: '2025-01-02' does not match")
     assert "e.g. `2025-01-02T00:00:00Z`" in message
+
+
+def test_chunk_window_uses_the_forms_duration_field_and_its_default_plans_like_6h():
+    from airflow_backfill_provider.params.wonderware_backfill import params
+
+    chunk_window = params()["chunk_window"]
+    # format "duration" is what makes Airflow 3.3's form check the value next to the field
+    assert chunk_window.schema["format"] == "duration"
+    assert parse_duration(chunk_window.value, "chunk window") == parse_duration("6h")
