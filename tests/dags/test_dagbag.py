@@ -78,7 +78,7 @@ def test_provider_registers_its_hooks_and_connection_types():
     assert declared["wonderware"] == "airflow_backfill_provider.hooks.wonderware.WonderwareHook"
     assert "clickhouse" not in declared  # reused from apache-airflow-providers-clickhousedb
     wonderware = next(c for c in info.data["connection-types"] if c["connection-type"] == "wonderware")
-    assert "sqlalchemy_url" in wonderware["conn-fields"]
+    assert "sqlalchemy_dsn" in wonderware["conn-fields"]
 
 
 def test_a_bad_setting_fails_the_parse_naming_the_variable(monkeypatch):
