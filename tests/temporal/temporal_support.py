@@ -6,18 +6,17 @@ import asyncio
 import contextlib
 import os
 import shutil
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
-from airflow_backfill_provider.testing.services import free_port, wait_port
+from airflow_backfill_provider.testing.services import temporal_dev_server
 
 T = TypeVar("T")
 
@@ -55,28 +54,9 @@ class TestWorkflow:
         return {"echo": params}
 
 
-@contextlib.contextmanager
-def dev_server() -> Iterator[str]:
-    """``temporal server start-dev`` on free loopback ports; yields ``host:port``."""
-    port = free_port()
-    cmd = [
-        TEMPORAL_CLI, "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port), "--headless",
-        "--ui-port", str(free_port()), "--http-port", str(free_port()), "--metrics-port", str(free_port()),
-        "--log-level", "error", "--search-attribute", "CustomerId=Keyword",
-    ]  # fmt: skip
-    for ns in NAMESPACES[1:]:
-        cmd += ["--namespace", ns]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_port(port, timeout=30)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def dev_server():
+    """The Temporal dev server with the namespaces and the search attribute these tests use."""
+    return temporal_dev_server(NAMESPACES, search_attributes=("CustomerId=Keyword",))
 
 
 class WorkerThread:
@@ -141,29 +121,3 @@ def wait_until(fn: Callable[[], T], *, timeout: float = 15.0, what: str = "condi
             raise AssertionError(f"{what} not reached within {timeout}s (last value {value!r})")
         time.sleep(delay)
         delay = min(delay * 2, 0.5)
-
-
-def register_dag(dag: Any) -> None:
-    """Serialize a DAG defined in a test module, which dag.test() needs and cannot find itself."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-
-    DagBundlesManager().sync_bundles_to_db()
-    bag = DagBag(dag_folder=os.devnull, collect_dags=False)
-    bag.bag_dag(dag)
-    sync_bag_to_db(bag, "dags-folder", None)
-
-
-def xcom(dag_run: Any, task_id: str, key: str = "return_value") -> Any:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = session.scalars(
-            XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id, key=key)
-        ).first()
-        return XComModel.deserialize_value(row) if row is not None else None
-
-
-def task_states(dag_run: Any) -> dict[str, str]:
-    return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}

@@ -9,9 +9,10 @@ from types import SimpleNamespace
 
 import pendulum
 import pytest
-from temporal_support import TASK_QUEUE, task_states, wait_until, xcom
+from temporal_support import TASK_QUEUE, wait_until
 
 from airflow_backfill_provider.hooks.temporal import TemporalHook
+from airflow_backfill_provider.testing.dag_runs import task_states, xcom
 
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "missing_workflow_backfill.py"
 NAMESPACE = "backfill"

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pendulum
 import pytest
-from temporal_support import TASK_QUEUE, task_states, xcom
+from temporal_support import TASK_QUEUE
 
 from airflow_backfill_provider.hooks.temporal import TemporalHook
+from airflow_backfill_provider.testing.dag_runs import task_states, xcom
 from airflow_backfill_provider.testing.run_types import runs_of_type
 
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "missing_workflow_backfill.py"

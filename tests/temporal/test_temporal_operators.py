@@ -7,10 +7,11 @@ from types import SimpleNamespace
 
 import pendulum
 import pytest
-from temporal_support import TASK_QUEUE, register_dag, task_states, wait_until, xcom
+from temporal_support import TASK_QUEUE, wait_until
 
 from airflow_backfill_provider.operators.temporal import TemporalStartWorkflowOperator
 from airflow_backfill_provider.sensors.temporal import TemporalWorkflowSensor
+from airflow_backfill_provider.testing.dag_runs import register_dag, task_states, xcom
 
 
 def context(task_id: str, run_id: str = "manual__2026-01-01T00:00:00+00:00"):
