@@ -23,12 +23,12 @@ from airflow_backfill_provider.exceptions import ReconciliationError
 from airflow_backfill_provider.historian.schema import DEFAULT_TABLE, HISTORY_COLUMN_NAMES
 from airflow_backfill_provider.historian.sync import SyncPlan, TagState, state_table_name, sync_state_ddl
 from airflow_backfill_provider.hooks._clickhouse_stage import ClickHouseStage
+from airflow_backfill_provider.hooks.clickhouse import _WINDOW_WHERE, ClickHouseBackfillHook
 from airflow_backfill_provider.utils import quote_identifier, to_utc
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
-    from airflow_backfill_provider.hooks.clickhouse import ClickHouseBackfillHook
 
 _STATE_COLUMNS = (
     "TagName",
@@ -40,22 +40,6 @@ _STATE_COLUMNS = (
     "run_id",
     "updated_at",
 )
-_WINDOW = (
-    "TagName IN {tags:Array(String)} "
-    "AND DateTime >= {start:DateTime64(6, 'UTC')} AND DateTime < {end:DateTime64(6, 'UTC')}"
-)
-
-
-def _table_exists(client: Client, table: str) -> bool:
-    db, _, name = table.rpartition(".")
-    return bool(
-        client.command(
-            "SELECT count() FROM system.tables WHERE database = "
-            + ("{db:String}" if db else "currentDatabase()")
-            + " AND name = {name:String}",
-            parameters={"db": db, "name": name},
-        )
-    )
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -64,7 +48,7 @@ def _utc(value: datetime | None) -> datetime | None:
 
 def latest_states(client: Client, state_table: str, tags: Sequence[str]) -> dict[str, TagState]:
     """The newest state row of each of ``tags`` that has one (exact before merges too)."""
-    if not tags or not _table_exists(client, state_table):
+    if not tags or not ClickHouseBackfillHook._table_exists(client, state_table):
         return {}
     rows = client.query(
         f"SELECT {', '.join(_STATE_COLUMNS[:-1])} FROM {quote_identifier(state_table)} "
@@ -125,7 +109,7 @@ class AppendStage(ClickHouseStage):
         appending = time.monotonic()
         client.command(
             f"INSERT INTO {qtable} ({cols}) SELECT {cols} FROM {qstage} "
-            f"WHERE (TagName, DateTime) NOT IN (SELECT TagName, DateTime FROM {qtable} WHERE {_WINDOW})",
+            f"WHERE (TagName, DateTime) NOT IN (SELECT TagName, DateTime FROM {qtable} WHERE {_WINDOW_WHERE})",
             parameters=params,
             settings=self.target.append_settings or None,
         )
@@ -156,7 +140,7 @@ class AppendStage(ClickHouseStage):
         """``{tag: (rows in the window, source rows)}`` for the tags whose counts differ."""
 
         def by_tag(table: str) -> dict:
-            query = f"SELECT TagName, count() FROM {quote_identifier(table)} WHERE {_WINDOW} GROUP BY TagName"
+            query = f"SELECT TagName, count() FROM {quote_identifier(table)} WHERE {_WINDOW_WHERE} GROUP BY TagName"
             return dict(client.query(query, parameters=params).result_rows)
 
         held, source = by_tag(self.table), by_tag(self.name)
