@@ -95,6 +95,18 @@ def quote_identifier(name: str) -> str:
     return ".".join(f"`{p}`" for p in check_identifier(name).split("."))
 
 
+def system_table_filter(table: str, name_column: str = "table") -> tuple[str, dict[str, str]]:
+    """The ``WHERE`` condition and parameters that find ``table`` (or ``db.table``) in ClickHouse's
+    ``system.tables``/``columns``/``parts``; a bare name means the session's current database."""
+    db, _, name = table.rpartition(".")
+    where = (
+        "database = "
+        + ("{db:String}" if db else "currentDatabase()")
+        + f" AND {name_column} = {{name:String}}"
+    )
+    return where, {"db": db, "name": name}
+
+
 def iso(value: datetime | None) -> str | None:
     """ISO 8601 in UTC, or ``None``: the one spelling of an instant in XCom, logs and records."""
     return value.astimezone(timezone.utc).isoformat() if value else None

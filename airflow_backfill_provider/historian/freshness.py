@@ -12,7 +12,13 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from airflow_backfill_provider.exceptions import ConfigurationError
-from airflow_backfill_provider.utils import batched, check_identifier, iso, quote_identifier
+from airflow_backfill_provider.utils import (
+    batched,
+    check_identifier,
+    iso,
+    quote_identifier,
+    system_table_filter,
+)
 
 # The seed's alert fired when data was more than 5 minutes old.
 DEFAULT_MAX_LAG = timedelta(minutes=5)
@@ -260,13 +266,8 @@ def _utc(value: datetime) -> datetime:
 
 def _table_problem(client: QueryClient, table: str) -> str | None:
     """What makes ``table`` unusable (missing, or without TagName/DateTime), or ``None``."""
-    db, _, name = table.rpartition(".")
-    rows = client.query(
-        "SELECT name FROM system.columns WHERE database = "
-        + ("{db:String}" if db else "currentDatabase()")
-        + " AND table = {name:String}",
-        parameters={"db": db, "name": name},
-    ).result_rows
+    where, params = system_table_filter(table)
+    rows = client.query(f"SELECT name FROM system.columns WHERE {where}", parameters=params).result_rows
     columns = {r[0] for r in rows}
     if not columns:
         return (

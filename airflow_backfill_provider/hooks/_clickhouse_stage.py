@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_backfill_provider.exceptions import ReconciliationError
-from airflow_backfill_provider.utils import check_identifier, quote_identifier
+from airflow_backfill_provider.utils import check_identifier, quote_identifier, system_table_filter
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -126,18 +126,11 @@ class ClickHouseStage:
         hook, table, stage = self.hook, self.table, self.name
         qtable, qstage = quote_identifier(table), quote_identifier(stage)
         client = self._loading_client()
-        staged = int(client.command(f"SELECT count() FROM {qstage}"))
-        if staged != expected_rows:
-            raise ReconciliationError(
-                f"{stage}: {staged} rows staged, but the source gave {expected_rows}. Re-run the task."
-            )
+        self._check_staged(client, expected_rows)
         existing = hook._clear_window(client, table, tags, start, end)
-        db, _, name = stage.rpartition(".")
+        where, params = system_table_filter(stage)
         partitions = client.query(
-            "SELECT DISTINCT partition_id FROM system.parts WHERE active AND database = "
-            + ("{db:String}" if db else "currentDatabase()")
-            + " AND table = {name:String}",
-            parameters={"db": db, "name": name},
+            f"SELECT DISTINCT partition_id FROM system.parts WHERE active AND {where}", parameters=params
         ).result_rows
         for (partition_id,) in partitions:
             if not str(partition_id).isalnum():  # toYYYYMM ids are digits; anything else is a bug
@@ -150,6 +143,14 @@ class ClickHouseStage:
         result = hook._verified(table, tags, start, end, existing, written, expected_rows)
         self._committed = True
         return result
+
+    def _check_staged(self, client: Client, expected_rows: int) -> None:
+        """Refuse to commit a stage that holds other than the rows the source gave."""
+        staged = int(client.command(f"SELECT count() FROM {quote_identifier(self.name)}"))
+        if staged != expected_rows:
+            raise ReconciliationError(
+                f"{self.name}: {staged} rows staged, but the source gave {expected_rows}. Re-run the task."
+            )
 
     def _loading_client(self) -> Client:
         """The held session's client, taking a session (with the stage's merges stopped) if none is held."""

@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow_backfill_provider.exceptions import ReconciliationError
 from airflow_backfill_provider.historian.schema import DEFAULT_TABLE, HISTORY_COLUMN_NAMES
 from airflow_backfill_provider.historian.sync import SyncPlan, TagState, state_table_name, sync_state_ddl
 from airflow_backfill_provider.hooks._clickhouse_stage import ClickHouseStage
@@ -99,11 +98,7 @@ class AppendStage(ClickHouseStage):
         qtable, qstage = quote_identifier(table), quote_identifier(self.name)
         params = {"tags": list(tags), "start": start, "end": end}
         client = self._loading_client()
-        staged = int(client.command(f"SELECT count() FROM {qstage}"))
-        if staged != expected_rows:
-            raise ReconciliationError(
-                f"{self.name}: {staged} rows staged, but the source gave {expected_rows}. Re-run the task."
-            )
+        self._check_staged(client, expected_rows)
         before = hook.count_window(client, table, tags, start, end)
         cols = ", ".join(f"`{c}`" for c in HISTORY_COLUMN_NAMES)
         appending = time.monotonic()
@@ -125,10 +120,10 @@ class AppendStage(ClickHouseStage):
             "replaced_rows": 0,
             "written_rows": after,
             "inserted_rows": after - before,
-            "source_rows": staged,
+            "source_rows": expected_rows,
             "append_seconds": round(appended, 3),
             "last_seen": last_seen,
-            "mismatched": self._mismatched_tags(client, params) if after != staged else {},
+            "mismatched": self._mismatched_tags(client, params) if after != expected_rows else {},
         }
         self.target._insert_state(client, self.on_commit(result))
         client.command(f"DROP TABLE IF EXISTS {qstage} SYNC")

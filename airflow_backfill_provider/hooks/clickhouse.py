@@ -45,7 +45,7 @@ from airflow_backfill_provider.hooks._chdb import (
 )
 from airflow_backfill_provider.hooks._clickhouse_stage import ClickHouseStage
 from airflow_backfill_provider.hooks._test_message import untransient
-from airflow_backfill_provider.utils import quote_identifier
+from airflow_backfill_provider.utils import quote_identifier, system_table_filter
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -238,15 +238,8 @@ class ClickHouseBackfillHook(_BaseClickHouseHook):
 
     @staticmethod
     def _table_exists(client: Client, table: str) -> bool:
-        db, _, name = table.rpartition(".")
-        return bool(
-            client.command(
-                "SELECT count() FROM system.tables WHERE database = "
-                + ("{db:String}" if db else "currentDatabase()")
-                + " AND name = {name:String}",
-                parameters={"db": db, "name": name},
-            )
-        )
+        where, params = system_table_filter(table, name_column="name")
+        return bool(client.command(f"SELECT count() FROM system.tables WHERE {where}", parameters=params))
 
     def replace_window(
         self,
