@@ -58,7 +58,10 @@ setup(
         # Loaded by every Airflow process; in the api-server it fixes the Test button of connections
         # without a port (see airflow_backfill_provider/plugins/connection_test.py).
         "airflow.plugins": [
-            "backfill_connection_test=airflow_backfill_provider.plugins.connection_test:ConnectionTestPlugin"
+            "backfill_connection_test=airflow_backfill_provider.plugins.connection_test:ConnectionTestPlugin",
+            # In the scheduler: a note on a run that ran nothing because it is dated before the
+            # DAG's start date (see airflow_backfill_provider/plugins/run_notes.py).
+            "backfill_run_notes=airflow_backfill_provider.plugins.run_notes:RunNotesPlugin",
         ],
         "console_scripts": [
             "wonderware-simulator=airflow_backfill_provider.testing.simulator:main",

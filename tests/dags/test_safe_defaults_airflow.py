@@ -3,8 +3,8 @@
 With default settings, unpausing ``wonderware_backfill`` makes one scheduled run (the latest
 interval) whose tasks are all skipped; a plain ``airflow dags trigger`` dry run (no logical date)
 covers the last complete interval and writes nothing. Once ``WONDERWARE_BACKFILL_START_DATE`` is
-set, ``airflow dags trigger --logical-date`` before it is refused, naming both dates, instead of
-making a run that runs no task.
+set, ``airflow dags trigger --logical-date`` before it is refused, naming both dates; the REST API
+(and so the UI) makes such a run, which runs no task, and the run's note says why.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from airflow_backfill_provider.testing.counts import clickhouse_counts
-from airflow_backfill_provider.testing.stack import AirflowStack
+from airflow_backfill_provider.testing.stack import AirflowStack, ui_env
 
 DAGS_FOLDER = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
 DAG = "wonderware_backfill"
@@ -92,11 +92,12 @@ def test_unpause_and_a_plain_dry_run_trigger_start_no_load(historian_server, tmp
     assert plan[0]["window_start"].startswith(yesterday) and all(c["dry_run"] for c in plan)
     assert not chdb_path.exists() or clickhouse_counts(chdb_path) == {}
 
-    # a configured start date: a manual run dated before it is refused by the CLI, not run empty
+    # a configured start date: a manual run dated before it is refused by the CLI, not run empty ...
     configured = AirflowStack(
         home=tmp_path / "airflow",
         dags_folder=DAGS_FOLDER,
-        extra_env={**env, "WONDERWARE_BACKFILL_START_DATE": "2025-01-01"},
+        apps="all",
+        extra_env={**env, **ui_env(), "WONDERWARE_BACKFILL_START_DATE": "2025-01-01"},
     )
     configured.cli("dags", "reserialize")
     refused = configured.cli(
@@ -107,3 +108,26 @@ def test_unpause_and_a_plain_dry_run_trigger_start_no_load(historian_server, tmp
         "Logical date [2024-06-01T00:00:00+00:00] should be >= start_date [2025-01-01T00:00:00+00:00]"
         in refused.stderr
     )
+    # ... and the REST API (the UI's Trigger form) makes one, which Airflow gives no task and marks
+    # "success": the provider's listener notes on the run why nothing ran and what to do instead
+    with configured.running():
+        run = configured.api(
+            "POST", f"/api/v2/dags/{DAG}/dagRuns",
+            {"logical_date": "2024-06-01T00:00:00+00:00", "conf": {"dry_run": True}},
+        )  # fmt: skip
+        path = f"/api/v2/dags/{DAG}/dagRuns/{run['dag_run_id']}"
+        deadline = time.monotonic() + 120
+        while (run := configured.api("GET", path))["state"] != "success":
+            assert run["state"] in ("queued", "running") and time.monotonic() < deadline, run
+            time.sleep(1)
+        deadline = time.monotonic() + 30
+        while not run["note"] and time.monotonic() < deadline:  # committed with the state, or a loop later
+            time.sleep(1)
+            run = configured.api("GET", path)
+        tasks = configured.api("GET", f"{path}/taskInstances")
+    assert tasks["total_entries"] == 0
+    assert run["note"].startswith(
+        "No task ran: this run's logical date 2024-06-01T00:00:00+00:00 is before the start date of "
+        "wonderware_backfill (2025-01-01T00:00:00+00:00)"
+    )
+    assert "airflow backfill create" in run["note"] and "range_start/range_end" in run["note"]
