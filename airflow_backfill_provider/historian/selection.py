@@ -17,6 +17,8 @@ from airflow_backfill_provider.exceptions import ConfigurationError
 from airflow_backfill_provider.historian.planning import select_tags
 
 _GLOB_SPECIAL = re.compile(r"([*?\[])")
+# Names quoted in one error: enough to act on.
+_SHOWN = 10
 
 
 def glob_escape(name: str) -> str:
@@ -119,3 +121,23 @@ def _nothing_selected(
         "class; write '[[]' for a literal '['."
     )
     return f"No tag to load: tag_types {types} have tags ({counts}), but {why}. {hints}"
+
+
+def select_exact(known: Sequence[str], names: Sequence[str]) -> list[str]:
+    """``names`` as given (exact, case-sensitive: no glob), in order; each must be in ``known``.
+
+    :raises ConfigurationError: naming the names ``known`` lacks (with a case-insensitive match when
+        there is one), so a typo never loads fewer tags in silence.
+    """
+    present = set(known)
+    missing = [n for n in names if n not in present]
+    if missing:
+        by_fold = {k.casefold(): k for k in known}
+        hints = [f"{n!r} (TagRef has {by_fold[n.casefold()]!r})" for n in missing if n.casefold() in by_fold]
+        raise ConfigurationError(
+            f"TagRef holds no tag named {', '.join(repr(n) for n in missing[:_SHOWN])}"
+            + (f" and {len(missing) - _SHOWN} more" if len(missing) > _SHOWN else "")
+            + ": the tags Param takes exact names, as TagRef spells them (case included)."
+            + (f" Close: {', '.join(hints[:_SHOWN])}." if hints else "")
+        )
+    return list(dict.fromkeys(names))

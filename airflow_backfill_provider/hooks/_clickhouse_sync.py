@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from airflow_backfill_provider.historian.retroactive import KnownName, known_ddl, known_table_name
 from airflow_backfill_provider.historian.schema import DEFAULT_TABLE, HISTORY_COLUMN_NAMES
 from airflow_backfill_provider.historian.sync import SyncPlan, TagState, state_table_name, sync_state_ddl
 from airflow_backfill_provider.hooks._clickhouse_stage import ClickHouseStage
@@ -169,6 +170,7 @@ class ClickHouseSyncTarget:
         self.hook = hook
         self.table = table
         self.state_table = state_table or state_table_name(table)
+        self.known_table = known_table_name(table)
         self.append_settings = dict(append_settings or {})
 
     def claim(
@@ -189,6 +191,32 @@ class ClickHouseSyncTarget:
         """The live state of ``tags`` (those the sync has claimed), e.g. for lag metrics."""
         with self.hook.session() as client:
             return latest_states(client, self.state_table, tags)
+
+    def known(self, kind: str) -> dict[str, KnownName]:
+        """The names of ``kind`` the sync has met (:mod:`~airflow_backfill_provider.historian.retroactive`)."""
+        with self.hook.session() as client:
+            if not ClickHouseBackfillHook._table_exists(client, self.known_table):
+                return {}
+            rows = client.query(
+                f"SELECT name, status, request, version FROM {quote_identifier(self.known_table)} "
+                "WHERE kind = {kind:String} ORDER BY name, version DESC LIMIT 1 BY name",
+                parameters={"kind": kind},
+            ).result_rows
+        return {name: KnownName(status, request, int(version)) for name, status, request, version in rows}
+
+    def record_known(self, kind: str, names: Sequence[str], status: str, request: str = "") -> None:
+        """Record ``names`` of ``kind`` with ``status`` (a newer version than any before)."""
+        if not names:
+            return
+        now = datetime.now(timezone.utc)
+        version = time.time_ns()
+        with self.hook.session() as client:
+            client.command(known_ddl(self.known_table))
+            client.insert(
+                self.known_table,
+                [[kind, name, status, request, version, now] for name in names],
+                column_names=["kind", "name", "status", "request", "version", "updated_at"],
+            )
 
     def _insert_state(self, client: Client, rows: Sequence[TagState]) -> None:
         """Insert state rows (creating the state table on first use); the newest version wins."""

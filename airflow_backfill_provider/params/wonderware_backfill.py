@@ -49,6 +49,19 @@ def params() -> dict[str, Param]:
             uniqueItems=True,
             section=TAGS,
         ),
+        "tags": Param(
+            [],
+            type="array",
+            title="Exact tag names",
+            description_md="Load exactly these tags, one name per line, as TagRef spells them, e.g. "
+            "`Boiler.Temp` or `100%_Done [Line-1]`: `*`, `?` and `[` are plain characters here. When "
+            "set, *Tag types* and the glob patterns are not used, and a name TagRef does not hold "
+            "fails the run, naming it. Empty (the default): select by type and pattern. The sync's "
+            "retroactive backfill of new tags sets it.",
+            items={"type": "string", "minLength": 1},
+            uniqueItems=True,
+            section=TAGS,
+        ),
         "tag_include": Param(
             [],
             type="array",

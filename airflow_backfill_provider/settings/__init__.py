@@ -8,5 +8,6 @@ from __future__ import annotations
 
 from airflow_backfill_provider.settings.missing_workflow_backfill import MissingWorkflowBackfillSettings
 from airflow_backfill_provider.settings.wonderware_backfill import WonderwareBackfillSettings
+from airflow_backfill_provider.settings.wonderware_sync import WonderwareSyncSettings
 
-__all__ = ["MissingWorkflowBackfillSettings", "WonderwareBackfillSettings"]
+__all__ = ["MissingWorkflowBackfillSettings", "WonderwareBackfillSettings", "WonderwareSyncSettings"]

@@ -7,7 +7,7 @@ file's parse with a message that says what to fix. Unset variables take the defa
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from airflow_backfill_provider.exceptions import ConfigurationError
@@ -104,6 +104,21 @@ class EnvReader:
         if _is_off(raw):
             return None
         return self.duration(name, default)
+
+    def choices(self, name: str, default: tuple[str, ...], allowed: Sequence[str]) -> tuple[str, ...]:
+        """A comma-separated, non-empty list of names out of ``allowed`` (case-insensitive)."""
+        raw = self.optional_text(name)
+        if raw is None:
+            return default
+        values = tuple(dict.fromkeys(v.strip().lower() for v in raw.split(",") if v.strip()))
+        bad = [v for v in values if v not in allowed]
+        if bad or not values:
+            raise ConfigurationError(
+                f"{name} must be a comma-separated list of {', '.join(allowed)}, got {raw!r}"
+                + (f" ({', '.join(bad)} unknown)" if bad else "")
+                + f": set e.g. {','.join(default)}, or unset it for that default."
+            )
+        return values
 
     def identifier(self, name: str, default: str) -> str:
         """A table name: letters, digits and underscores, optionally ``database.table``."""

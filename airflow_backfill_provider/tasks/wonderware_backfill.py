@@ -21,7 +21,8 @@ from airflow_backfill_provider.historian.planning import (
     resolve_window,
     summarize,
 )
-from airflow_backfill_provider.historian.selection import select_from_types
+from airflow_backfill_provider.historian.schema import TAG_TYPES
+from airflow_backfill_provider.historian.selection import select_exact, select_from_types
 from airflow_backfill_provider.tasks.runs import SCHEDULED, RunInfo, require_triggered
 
 if TYPE_CHECKING:
@@ -87,6 +88,8 @@ def discover(
             start.isoformat(),
             end.isoformat(),
         )
+    if params.get("tags"):
+        return _exact_tags(hook, params["tags"])
     with fail_without_retry():  # also a refused login or an unknown database: retrying cannot help
         by_type = {
             tag_type: hook.discover_tags([tag_type], exclude_system=params["exclude_system_tags"])
@@ -100,6 +103,18 @@ def discover(
         "Discovered %d tags of types %s: %s",
         len(tags),
         params["tag_types"],
+        ", ".join(tags[:_PREVIEW]) + (" …" if len(tags) > _PREVIEW else ""),
+    )
+    return tags
+
+
+def _exact_tags(hook: WonderwareHook, names: Sequence[str]) -> list[str]:
+    """The ``tags`` Param: exactly these names, of any type, each checked against TagRef."""
+    with fail_without_retry():
+        tags = select_exact(hook.discover_tags(tuple(TAG_TYPES), exclude_system=False), names)
+    log.info(
+        "Loading exactly %d named tags (tags Param; tag types and patterns not used): %s",
+        len(tags),
         ", ".join(tags[:_PREVIEW]) + (" …" if len(tags) > _PREVIEW else ""),
     )
     return tags

@@ -140,6 +140,53 @@ def postgres_server(password: str | None = None):
         shutil.rmtree(root, ignore_errors=True)
 
 
+class RedisServer:
+    """A throwaway ``redis-server`` on a free loopback port (no persistence); :meth:`stop` and
+    :meth:`start` it again on the same port to test what a client does while it is down."""
+
+    def __init__(self) -> None:
+        if not shutil.which("redis-server"):
+            raise RuntimeError("redis-server is not installed: run `make system-deps` (or `make test`).")
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._proc: subprocess.Popen | None = None
+
+    def start(self) -> RedisServer:
+        self._proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            self._proc.wait(10)
+        self._proc = None
+
+
+@contextmanager
+def redis_server() -> Iterator[RedisServer]:
+    """Start a throwaway Redis; yield it (``.url``, ``.port``, ``.stop()``, ``.start()``)."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def create_database(base_url: str, name: str) -> str:
     """Create database ``name`` on the server at ``base_url``; return its URL."""
     import sqlalchemy as sa

@@ -14,7 +14,7 @@ def bag(dagbag):
 
 def test_no_import_errors(bag):
     assert bag.import_errors == {}
-    assert {"wonderware_backfill", "missing_workflow_backfill"} <= set(bag.dag_ids)
+    assert {"wonderware_backfill", "missing_workflow_backfill", "wonderware_sync"} <= set(bag.dag_ids)
 
 
 def test_every_dag_is_documented_tagged_and_retries(bag):
@@ -50,6 +50,36 @@ def test_wonderware_backfill_has_real_intervals_and_catchup(monkeypatch):
         "tag_types",
         "dry_run",
     }
+
+
+def test_wonderware_sync_runs_every_minute_one_at_a_time_without_catchup(bag):
+    dag = bag.get_dag("wonderware_sync")
+    assert (dag.catchup, dag.max_active_runs) == (False, 1)
+    assert dag.timetable.expression == "* * * * *"
+    assert {t.value for t in dag.allowed_run_types} == {"scheduled", "manual"}  # a backfill repeats "now"
+    assert [t.task_id for t in dag.topological_sort()] == ["sync", "retroactive"]
+
+
+def test_wonderware_sync_with_retroactive_on_fails_import_naming_what_is_missing(monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("WONDERWARE_SYNC_RETROACTIVE", "on")
+    monkeypatch.setenv("WONDERWARE_SYNC_HISTORY_START", "2025-01-01")
+    monkeypatch.setenv("AIRFLOW_API_CONN_ID", "no_such_api")
+    monkeypatch.setenv("CLICKHOUSE_CONN_ID", "no_such_clickhouse")
+    import os
+
+    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    (error,) = [e for f, e in bag.import_errors.items() if f.endswith("wonderware_sync.py")]
+    assert (
+        "WONDERWARE_SYNC_RETROACTIVE is on, but it needs connection 'no_such_api' (AIRFLOW_API_CONN_ID)"
+        in error
+    )
+    assert "connection 'no_such_clickhouse' (CLICKHOUSE_CONN_ID)" in error
+    monkeypatch.delenv("WONDERWARE_SYNC_HISTORY_START")
+    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    (error,) = [e for f, e in bag.import_errors.items() if f.endswith("wonderware_sync.py")]
+    assert "neither WONDERWARE_SYNC_HISTORY_START nor WONDERWARE_BACKFILL_START_DATE is set" in error
 
 
 def test_parsing_opens_no_connection(monkeypatch):

@@ -24,7 +24,7 @@ DAG_PARAMS = {"wonderware_backfill": wwb.params, "missing_workflow_backfill": mw
 # What each DAG's existing tests, docs and the browser tests pass by name: never renamed.
 NAMES = {
     "wonderware_backfill": {
-        "range_start", "range_end", "tag_types", "tag_include", "tag_exclude", "exclude_system_tags",
+        "range_start", "range_end", "tag_types", "tags", "tag_include", "tag_exclude", "exclude_system_tags",
         "chunk_window", "tag_group_size", "batch_size", "dry_run",
     },
     "missing_workflow_backfill": {

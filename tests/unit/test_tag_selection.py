@@ -84,3 +84,18 @@ def test_glob_escape_matches_exactly_the_name(name):
     assert not fnmatch.fnmatchcase(name + "x", pattern)
     if any(c in name for c in "*?["):
         assert not fnmatch.fnmatchcase("x" * len(name), pattern)
+
+
+def test_exact_names_keep_glob_characters_and_name_what_tagref_lacks():
+    from airflow_backfill_provider.historian.selection import select_exact
+
+    known = ["100%_Done [Line-1]", "Boiler*Temp", "Line1.Speed"]
+    assert select_exact(known, ["Boiler*Temp", "100%_Done [Line-1]", "Boiler*Temp"]) == [
+        "Boiler*Temp",
+        "100%_Done [Line-1]",
+    ]
+    with pytest.raises(ConfigurationError) as err:
+        select_exact(known, ["line1.speed", "Nope?"])
+    message = str(err.value)
+    assert "TagRef holds no tag named 'line1.speed', 'Nope?'" in message
+    assert "Close: 'line1.speed' (TagRef has 'Line1.Speed')" in message

@@ -1,0 +1,236 @@
+"""Task logic of the ``wonderware_sync`` DAG: one minute-level sync run, its metrics, and the
+retroactive backfill of new tags (docs/sync.md).
+
+``sync`` brings the history table up to now for every tag (:func:`~airflow_backfill_provider.historian.sync_transfer.sync_once`),
+with the tag list from the Redis cache, and reports what it did in its log, its return value (XCom)
+and Airflow's metrics. ``retroactive`` then compares the tags with those the sync has met and, when
+the option is on, asks Airflow for a ``wonderware_backfill`` run of just the new ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from airflow_backfill_provider.exceptions import ConfigurationError, fail_without_retry
+from airflow_backfill_provider.historian.retroactive import (
+    KNOWN,
+    PENDING,
+    SCHEDULED,
+    TAG,
+    new_names,
+    pending_requests,
+    request_id,
+    tag_run_conf,
+)
+from airflow_backfill_provider.historian.sync_transfer import sync_once
+
+if TYPE_CHECKING:
+    from airflow_backfill_provider.hooks._clickhouse_sync import ClickHouseSyncTarget
+    from airflow_backfill_provider.hooks._tag_cache import CachedTags, TagCache
+    from airflow_backfill_provider.hooks.airflow_api import AirflowApiHook
+    from airflow_backfill_provider.hooks.wonderware import WonderwareHook
+    from airflow_backfill_provider.settings.wonderware_sync import WonderwareSyncSettings
+
+log = logging.getLogger("airflow.task")
+
+METRIC_PREFIX = "wonderware_sync"
+_PREVIEW = 10
+
+
+def tag_list(source: WonderwareHook, cache: TagCache, tag_types: Sequence[str]) -> CachedTags:
+    """The tags to sync, from the cache or TagRef (``Sys*`` left out)."""
+
+    def load() -> list[str]:
+        with fail_without_retry():  # a refused login or an unknown database: retrying cannot help
+            return source.discover_tags(tuple(tag_types))
+
+    return cache.get(load)
+
+
+def sync(
+    source: WonderwareHook,
+    target: ClickHouseSyncTarget,
+    cache: TagCache,
+    settings: WonderwareSyncSettings,
+    *,
+    run_id: str,
+    horizon: datetime | None = None,
+) -> dict[str, Any]:
+    """One sync run up to ``horizon`` (default: now); its summary, also logged and sent as metrics."""
+    started = time.monotonic()
+    tags = tag_list(source, cache, settings.tag_types)
+    horizon = horizon or datetime.now(timezone.utc).replace(microsecond=0)
+    with fail_without_retry():
+        if not tags.tags:
+            raise ConfigurationError(
+                f"TagRef has no tags of type(s) {list(settings.tag_types)} (system tags left out): the "
+                "sync has nothing to read. Check WONDERWARE_SYNC_TAG_TYPES and the Wonderware connection."
+            )
+        summary = sync_once(
+            source,
+            target,
+            tags=tags.tags,
+            horizon=horizon,
+            retry=source.call_with_retry,
+            options=settings.options,
+            table=settings.table,
+            run_id=run_id,
+        )
+    summary["table"] = settings.table
+    summary["tag_cache"] = tags.cache
+    summary["task_seconds"] = round(time.monotonic() - started, 3)
+    log.info(
+        "Sync summary: %d new rows (%d read) for %d tags, lag %s s → %s s, %.2f s, tag cache %s",
+        summary["rows_inserted"],
+        summary["rows_read"],
+        summary["tags"],
+        summary["lag_before_seconds"],
+        summary["lag_after_seconds"],
+        summary["task_seconds"],
+        tags.cache,
+    )
+    emit_metrics(summary)
+    return summary
+
+
+def emit_metrics(summary: Mapping[str, Any]) -> None:
+    """Counters, gauges and a timer through Airflow's stats (no-ops unless a backend is configured)."""
+    from airflow.sdk.observability import stats
+
+    tags = {"table": summary["table"]}
+    stats.incr(f"{METRIC_PREFIX}.runs", tags=tags)
+    stats.incr(f"{METRIC_PREFIX}.rows_inserted", count=int(summary["rows_inserted"]), tags=tags)
+    stats.incr(f"{METRIC_PREFIX}.rows_read", count=int(summary["rows_read"]), tags=tags)
+    stats.incr(f"{METRIC_PREFIX}.tag_cache.{summary['tag_cache']}", tags=tags)
+    for name in ("lag_before_seconds", "lag_after_seconds"):
+        if summary[name] is not None:
+            stats.gauge(f"{METRIC_PREFIX}.{name}", float(summary[name]), tags=tags)
+    stats.timing(f"{METRIC_PREFIX}.duration", float(summary["task_seconds"]) * 1000.0, tags=tags)
+
+
+def retroactive_tags(
+    target: ClickHouseSyncTarget,
+    tags: Sequence[str],
+    settings: WonderwareSyncSettings,
+    api: AirflowApiHook | None,
+    *,
+    sync_run_id: str,
+) -> dict[str, Any]:
+    """Record the tags the sync meets; with the option on, ask for a backfill run of the new ones.
+
+    The first time (no tag met yet) every tag is recorded as met and nothing is asked: the history
+    before the sync's first run is ``wonderware_backfill``'s job. Returns what it did.
+    """
+    known = target.known(TAG)
+    new = new_names(tags, known)
+    if not known:
+        target.record_known(TAG, new, KNOWN)
+        log.info("Retroactive backfill: first run, %d tags recorded as met; nothing to backfill.", len(new))
+        return {"new_tags": 0, "recorded": len(new), "requests": []}
+    if new and not settings.retroactive:
+        target.record_known(TAG, new, KNOWN)
+        log.warning(
+            "%d new tags (%s): the retroactive backfill is off (WONDERWARE_SYNC_RETROACTIVE), so their "
+            "history before the sync's first read of them is not loaded. Load it with a manual run of "
+            "wonderware_backfill with the tags Param set to their names.",
+            len(new),
+            _preview(new),
+        )
+        return {"new_tags": len(new), "recorded": len(new), "requests": []}
+    if new:
+        request = request_id(TAG, new)
+        target.record_known(TAG, new, PENDING, request)
+        log.info("Retroactive backfill: %d new tags (%s), request %s", len(new), _preview(new), request)
+    requests = []
+    for request, names in pending_requests(target.known(TAG) if new else known).items():
+        requests.append(_request_tag_run(target, api, settings, request, names, sync_run_id))
+    return {"new_tags": len(new), "recorded": len(new), "requests": requests}
+
+
+def _request_tag_run(
+    target: ClickHouseSyncTarget,
+    api: AirflowApiHook | None,
+    settings: WonderwareSyncSettings,
+    request: str,
+    names: Sequence[str],
+    sync_run_id: str,
+) -> dict[str, Any]:
+    started = time.monotonic()
+    claims = {t: s.claim_start for t, s in target.read_state(names).items()}
+    end = min(claims.values()) if len(claims) == len(names) else datetime.now(timezone.utc)
+    conf = tag_run_conf(names, settings.history_start, end)
+    if api is None:  # the option was turned off after the request was recorded
+        log.warning(
+            "Retroactive backfill request %s for %d tags left pending: the option is off.",
+            request,
+            len(names),
+        )
+        return {"request": request, "tags": len(names), "created": False, "state": PENDING}
+    run, created = api.trigger_dag_run(
+        settings.backfill_dag_id,
+        request,
+        conf,
+        note=f"Retroactive backfill of {len(names)} new tags, asked for by wonderware_sync run {sync_run_id}.",
+    )
+    target.record_known(TAG, names, SCHEDULED, request)
+    log.info(
+        "Retroactive backfill: %s run %s of %s for %d tags over [%s, %s) (%s) in %.2f s",
+        "created" if created else "found existing",
+        request,
+        settings.backfill_dag_id,
+        len(names),
+        conf["range_start"],
+        conf["range_end"],
+        run.get("state"),
+        time.monotonic() - started,
+    )
+    return {
+        "request": request,
+        "tags": len(names),
+        "created": created,
+        "state": run.get("state"),
+        "range_start": conf["range_start"],
+        "range_end": conf["range_end"],
+    }
+
+
+def _preview(names: Sequence[str]) -> str:
+    return ", ".join(repr(n) for n in names[:_PREVIEW]) + (" …" if len(names) > _PREVIEW else "")
+
+
+def require_prerequisites(settings: WonderwareSyncSettings) -> None:
+    """With the retroactive backfill on, fail the DAG's import unless what it needs is there.
+
+    Called at parse time, so the DAG shows an import error that names each missing connection and
+    how to add it, instead of a sync that fails at its first new tag.
+    """
+    if not settings.retroactive:
+        return
+    from airflow.sdk.bases.hook import BaseHook
+
+    needed = {
+        settings.airflow_api_conn_id: (
+            "AIRFLOW_API_CONN_ID",
+            "an http connection to the api-server with the Login and Password of a user allowed to "
+            "trigger wonderware_backfill (docs/sync.md, 'Retroactive backfill')",
+        ),
+        settings.clickhouse_conn_id: ("CLICKHOUSE_CONN_ID", "the ClickHouse connection the sync writes to"),
+    }
+    missing = []
+    for conn_id, (variable, what) in needed.items():
+        try:
+            BaseHook.get_connection(conn_id)
+        except Exception:
+            missing.append(f"connection {conn_id!r} ({variable}): {what}")
+    if missing:
+        raise ConfigurationError(
+            "WONDERWARE_SYNC_RETROACTIVE is on, but it needs "
+            + "; and ".join(missing)
+            + ". Add the connection(s) (e.g. `airflow connections add <id> --conn-type ...` or an "
+            "AIRFLOW_CONN_<ID> variable), set the variable to an existing one, or turn "
+            "WONDERWARE_SYNC_RETROACTIVE off."
+        )
