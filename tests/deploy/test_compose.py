@@ -52,6 +52,7 @@ CONNECTIONS = {
     "clickhouse_default": ("clickhouse", "clickhouse"),
     "temporal_default": ("temporal", "temporal"),
     "redis_default": ("redis", "redis"),
+    "airflow_api_default": ("http", "airflow-apiserver"),
 }
 
 
@@ -174,12 +175,19 @@ class _Recording(dict):
         return super().get(key, default)
 
 
-def test_every_dag_setting_is_in_env_example_and_reaches_airflow(services):
-    from airflow_backfill_provider.settings import MissingWorkflowBackfillSettings, WonderwareBackfillSettings
+def _settings_classes() -> list[type]:
+    """Every DAG's settings object: a new DAG's settings are checked here without editing this file."""
+    from airflow_backfill_provider import settings
 
+    classes = [getattr(settings, name) for name in settings.__all__]
+    assert len(classes) >= 3 and all(hasattr(c, "from_env") for c in classes)
+    return classes
+
+
+def test_every_dag_setting_is_in_env_example_and_reaches_airflow(services):
     recording = _Recording()
-    WonderwareBackfillSettings.from_env(recording)
-    MissingWorkflowBackfillSettings.from_env(recording)
+    for settings_class in _settings_classes():
+        settings_class.from_env(recording)
     assert {
         "WONDERWARE_BACKFILL_START_DATE",
         "MISSING_WORKFLOW_BACKFILL_SETTLE",
@@ -193,8 +201,6 @@ def test_every_dag_setting_is_in_env_example_and_reaches_airflow(services):
 def test_compose_defaults_are_the_package_defaults(tmp_path):
     """With only the secrets in .env, the DAGs get exactly the settings objects' defaults: the
     file's fallbacks (``${X:-default}``) agree with the package, and .env.example's values too."""
-    from airflow_backfill_provider.settings import MissingWorkflowBackfillSettings, WonderwareBackfillSettings
-
     example = env_example()
     secrets_only = tmp_path / "secrets.env"
     secrets_only.write_text("".join(f"{k}={example[k]}\n" for k in SECRETS))
@@ -205,10 +211,8 @@ def test_compose_defaults_are_the_package_defaults(tmp_path):
             k: str(v)
             for k, v in yaml.safe_load(done.stdout)["services"]["airflow-worker"]["environment"].items()
         }
-        assert WonderwareBackfillSettings.from_env(env) == WonderwareBackfillSettings(), env_file.name
-        assert MissingWorkflowBackfillSettings.from_env(env) == MissingWorkflowBackfillSettings(), (
-            env_file.name
-        )
+        for settings_class in _settings_classes():
+            assert settings_class.from_env(env) == settings_class(), (settings_class.__name__, env_file.name)
 
 
 def test_env_example_placeholders_are_usable_secrets():
@@ -292,6 +296,11 @@ def test_connections_reach_the_services_as_the_hooks_read_them(services, monkeyp
     assert services["temporal"]["environment"]["DEFAULT_NAMESPACE"] == kwargs["namespace"]
 
     assert get("redis_default").extra_dejson == {"db": 1}  # the tag cache, apart from Celery's db 0
+    from airflow_backfill_provider.hooks.airflow_api import AirflowApiHook
+
+    assert AirflowApiHook("airflow_api_default").base_url == "http://airflow-apiserver:8080"
+    api = get("airflow_api_default")
+    assert (api.login, api.password) == (example["AIRFLOW_ADMIN_USERNAME"], example["AIRFLOW_ADMIN_PASSWORD"])
     assert airflow_env(services)["AIRFLOW__CELERY__BROKER_URL"] == "redis://redis:6379/0"
 
 
@@ -316,7 +325,7 @@ def test_dags_import_with_the_compose_environment(services, monkeypatch):
     assert source == ROOT / "dags"
     bag = DagBag(dag_folder=str(source))
     assert bag.import_errors == {}
-    assert {"wonderware_backfill", "missing_workflow_backfill"} <= set(bag.dag_ids)
+    assert {"wonderware_backfill", "missing_workflow_backfill", "wonderware_sync"} <= set(bag.dag_ids)
     wonderware = bag.dags["wonderware_backfill"]
     assert wonderware.max_active_runs == int(env["WONDERWARE_BACKFILL_MAX_ACTIVE_RUNS"])
     assert wonderware.catchup is False and wonderware.start_date is None  # safe by default
@@ -324,6 +333,23 @@ def test_dags_import_with_the_compose_environment(services, monkeypatch):
     assert fetch.partial_kwargs["wonderware_conn_id"] == "wonderware_default"
     assert fetch.partial_kwargs["clickhouse_conn_id"] == "clickhouse_default"
     assert bag.dags["missing_workflow_backfill"].has_task("settle")  # 1h, not switched off
+
+
+def test_sync_with_retroactive_backfill_finds_its_connections_in_the_stack(services, monkeypatch):
+    """With ``WONDERWARE_SYNC_RETROACTIVE`` on, wonderware_sync refuses to import unless the Airflow
+    API and ClickHouse connections exist: the stack's do, and without the API one it names it."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    for key, value in airflow_env(services).items():
+        if not key.startswith("AIRFLOW__"):
+            monkeypatch.setenv(key, value)
+    monkeypatch.setenv("WONDERWARE_SYNC_RETROACTIVE", "true")
+    monkeypatch.setenv("WONDERWARE_SYNC_HISTORY_START", env_example()["HISTORIAN_SIM_START"])
+    sync_file = str(ROOT / "dags" / "wonderware_sync.py")
+    assert DagBag(dag_folder=sync_file).import_errors == {}
+    monkeypatch.delenv("AIRFLOW_CONN_AIRFLOW_API_DEFAULT")
+    errors = DagBag(dag_folder=sync_file).import_errors
+    assert "connection 'airflow_api_default' (AIRFLOW_API_CONN_ID)" in "".join(errors.values())
 
 
 def test_airflow_options_exist_in_airflow(services):
