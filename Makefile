@@ -18,8 +18,9 @@ $(VENV)/.installed: setup.py requirements-dev.txt
 
 install: $(VENV)/.installed
 
-# PostgreSQL server binaries (initdb/pg_ctl) and redis-server for the throwaway test services, and
-# Chromium for the browser tests (tests/browser: Playwright drives /usr/bin/chromium headless).
+# PostgreSQL server binaries (initdb/pg_ctl) and redis-server for the throwaway test services,
+# Chromium for the browser tests (tests/browser: Playwright drives /usr/bin/chromium headless) and
+# docker-compose for tests/deploy (`docker-compose config` validates docker-compose.yaml, no engine).
 system-deps:
 	@bash scripts/system-deps.sh
 
