@@ -70,10 +70,9 @@ def wonderware_sync():
 
     @task
     def retroactive(summary: dict, run_id=None) -> dict:
-        source, target, cache = _parts()
-        tags = steps.tag_list(source, cache, SETTINGS.tag_types).tags
+        _, target, _ = _parts()
         api = AirflowApiHook(SETTINGS.airflow_api_conn_id) if SETTINGS.retroactive else None
-        return steps.retroactive_tags(target, tags, SETTINGS, api, sync_run_id=run_id)
+        return steps.retroactive_tags(target, SETTINGS, api, sync_run_id=run_id)
 
     retroactive(sync())
 

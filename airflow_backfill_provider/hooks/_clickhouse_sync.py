@@ -192,6 +192,15 @@ class ClickHouseSyncTarget:
         with self.hook.session() as client:
             return latest_states(client, self.state_table, tags)
 
+    def claimed_tags(self) -> list[str]:
+        """Every tag the sync has claimed (its state table's tags), sorted."""
+        with self.hook.session() as client:
+            if not ClickHouseBackfillHook._table_exists(client, self.state_table):
+                return []
+            return [r[0] for r in client.query(
+                f"SELECT DISTINCT TagName FROM {quote_identifier(self.state_table)} ORDER BY TagName"
+            ).result_rows]  # fmt: skip
+
     def known(self, kind: str) -> dict[str, KnownName]:
         """The names of ``kind`` the sync has met (:mod:`~airflow_backfill_provider.historian.retroactive`)."""
         with self.hook.session() as client:

@@ -114,19 +114,20 @@ def emit_metrics(summary: Mapping[str, Any]) -> None:
 
 def retroactive_tags(
     target: ClickHouseSyncTarget,
-    tags: Sequence[str],
     settings: WonderwareSyncSettings,
     api: AirflowApiHook | None,
     *,
     sync_run_id: str,
 ) -> dict[str, Any]:
-    """Record the tags the sync meets; with the option on, ask for a backfill run of the new ones.
+    """Record the tags the sync has claimed; with the option on, ask for a backfill run of the new ones.
 
-    The first time (no tag met yet) every tag is recorded as met and nothing is asked: the history
-    before the sync's first run is ``wonderware_backfill``'s job. Returns what it did.
+    The tags are those of the sync's state, so a new tag is always claimed by the sync before a
+    backfill of it is asked for (its chunks see the claim as their fence). The first time (no tag met
+    yet) every tag is recorded as met and nothing is asked: the history before the sync's first run
+    is ``wonderware_backfill``'s job. Returns what it did.
     """
     known = target.known(TAG)
-    new = new_names(tags, known)
+    new = new_names(target.claimed_tags(), known)
     if not known:
         target.record_known(TAG, new, KNOWN)
         log.info("Retroactive backfill: first run, %d tags recorded as met; nothing to backfill.", len(new))
