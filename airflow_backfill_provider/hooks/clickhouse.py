@@ -30,7 +30,12 @@ from airflow_backfill_provider.exceptions import (
 from airflow_backfill_provider.historian.schema import (
     DEFAULT_TABLE,
     HISTORY_COLUMN_NAMES,
+    HISTORY_COLUMNS,
+    REQUIRED_HISTORY_COLUMNS,
+    Column,
+    clickhouse_column_type,
     clickhouse_history_ddl,
+    history_columns,
 )
 from airflow_backfill_provider.hooks._chdb import (
     CHDB_CONN_TYPE,
@@ -208,11 +213,101 @@ class ClickHouseBackfillHook(_BaseClickHouseHook):
 
     # -- history table -------------------------------------------------------------------------
 
-    def ensure_history_table(self, client: Client, table: str = DEFAULT_TABLE) -> None:
-        """Create the history table if it does not exist (once per hook and table)."""
+    def ensure_history_table(
+        self, client: Client, table: str = DEFAULT_TABLE, columns: Sequence[Column] = HISTORY_COLUMNS
+    ) -> None:
+        """Create the history table with ``columns`` if it does not exist (once per hook and table).
+
+        An existing table is left as it is: :meth:`add_missing_columns` adds what it lacks.
+        """
         if table not in self._tables_ensured:
-            client.command(clickhouse_history_ddl(table))
+            client.command(clickhouse_history_ddl(table, columns))
             self._tables_ensured.add(table)
+
+    # -- history columns -----------------------------------------------------------------------
+
+    @staticmethod
+    def table_columns(client: Client, table: str) -> list[str]:
+        """The column names of ``table`` in their order; empty when the table does not exist."""
+        where, params = system_table_filter(table)
+        rows = client.query(
+            f"SELECT name FROM system.columns WHERE {where} ORDER BY position", parameters=params
+        ).result_rows
+        return [str(name) for (name,) in rows]
+
+    def missing_columns(self, table: str, columns: str | Sequence[str] | None = None) -> list[str]:
+        """The History ``columns`` (names, see
+        :func:`~airflow_backfill_provider.historian.schema.history_columns`; default all 33) that
+        ``table`` lacks, in schema order. Reads only.
+
+        :raises ConfigurationError: when ``table`` does not exist (naming it), or a name is unknown.
+        """
+        selected = history_columns(columns)
+        with self.session() as client:
+            return [c.name for c in self._missing(client, table, selected)]
+
+    def add_missing_columns(self, table: str, columns: str | Sequence[str] | None = None) -> list[str]:
+        """Add to ``table`` each of the History ``columns`` it lacks; return the names added.
+
+        Each column gets the type the table's DDL would give it, and its place in schema order
+        (``ALTER TABLE ... ADD COLUMN IF NOT EXISTS ... AFTER``), so the table ends up as if it had
+        been created with those columns. Existing rows hold the column's default (NULL) until their
+        window is loaded again. Idempotent: a second call adds nothing and returns ``[]``. In
+        embedded mode it runs under the data directory's lock, like every session.
+
+        :raises ConfigurationError: when ``table`` does not exist (naming it), or a name is unknown.
+        """
+        selected = history_columns(columns)
+        with self.session() as client:
+            return self._add_missing(client, table, selected)
+
+    def ensure_history_columns(self, table: str, columns: str | Sequence[str] | None = None) -> list[str]:
+        """Make ``table`` hold the History ``columns``: create it with just them when it does not
+        exist (returning ``[]``), else add those it lacks (:meth:`add_missing_columns`), in one session."""
+        selected = history_columns(columns)
+        with self.session() as client:
+            if not self._table_exists(client, table):
+                self.ensure_history_table(client, table, selected)
+                return []
+            self._tables_ensured.add(table)
+            return self._add_missing(client, table, selected)
+
+    def _missing(self, client: Client, table: str, selected: Sequence[Column]) -> list[Column]:
+        present = set(self.table_columns(client, table))
+        if not present:
+            raise ConfigurationError(
+                f"The ClickHouse table {table!r} does not exist in {self.where}: a wonderware_backfill "
+                "run creates it with the selected History columns; check the table name (setting "
+                "WONDERWARE_BACKFILL_TABLE)."
+            )
+        lacking = [n for n in REQUIRED_HISTORY_COLUMNS if n not in present]
+        if lacking:
+            raise ConfigurationError(
+                f"The ClickHouse table {table!r} in {self.where} has no column {', '.join(lacking)}: it "
+                "is not a History table. Point the setting WONDERWARE_BACKFILL_TABLE at the history table."
+            )
+        return [c for c in selected if c.name not in present]
+
+    def _add_missing(self, client: Client, table: str, selected: Sequence[Column]) -> list[str]:
+        missing = self._missing(client, table, selected)
+        if not missing:
+            return []
+        present = set(self.table_columns(client, table))
+        qtable = quote_identifier(table)
+        for column in missing:
+            # After the nearest schema column before it that the table has: DateTime, first in the
+            # schema and required in every history table, is always one.
+            i = HISTORY_COLUMN_NAMES.index(column.name)
+            after = next(n for n in reversed(HISTORY_COLUMN_NAMES[:i]) if n in present)
+            client.command(
+                f"ALTER TABLE {qtable} ADD COLUMN IF NOT EXISTS `{column.name}` "
+                f"{clickhouse_column_type(column)} AFTER `{after}`"
+            )
+            present.add(column.name)
+        self.log.info(
+            "Added %d History column(s) to %s: %s", len(missing), table, ", ".join(c.name for c in missing)
+        )
+        return [c.name for c in missing]
 
     def count_window(
         self, client: Client, table: str, tags: Sequence[str], start: datetime, end: datetime
@@ -315,8 +410,13 @@ class ClickHouseBackfillHook(_BaseClickHouseHook):
             client.command("SYSTEM JEMALLOC PURGE")
 
     def _insert_spool(self, client: Client, table: str, spool_path: str) -> None:
-        cols = ", ".join(f"`{c}`" for c in HISTORY_COLUMN_NAMES)
+        """Insert the columns the spool file holds; the table's other columns take their defaults."""
+        import pyarrow as pa
+
         if self.chdb_path:
+            with pa.OSFile(spool_path, "rb") as source:
+                names = pa.ipc.open_stream(source).schema.names
+            cols = ", ".join(f"`{c}`" for c in names)
             # The embedded engine reads the Arrow file natively, with no Python object per row.
             if "'" in spool_path or "\\" in spool_path:
                 raise ConfigurationError(f"Spool path {spool_path!r} must not contain quotes or backslashes.")
@@ -329,8 +429,6 @@ class ClickHouseBackfillHook(_BaseClickHouseHook):
             )
             self._release_memory(client)
             return
-        import pyarrow as pa
-
         with pa.OSFile(spool_path, "rb") as source:
             reader = pa.ipc.open_stream(source)
             pending: list = []
