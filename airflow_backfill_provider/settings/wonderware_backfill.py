@@ -61,7 +61,7 @@ class WonderwareBackfillSettings:
             retry_delay=env.duration("WONDERWARE_BACKFILL_RETRY_DELAY", cls.retry_delay, allow_zero=True),
             wonderware_conn_id=env.text("WONDERWARE_CONN_ID", cls.wonderware_conn_id),
             clickhouse_conn_id=env.text("CLICKHOUSE_CONN_ID", cls.clickhouse_conn_id),
-            history_columns=_history_columns(env),
+            history_columns=read_history_columns(env),
         )
         start, end = settings.start_date, settings.end_date
         if start is not None and end is not None and end < start:
@@ -91,7 +91,9 @@ class WonderwareBackfillSettings:
         return f"clickhouse://{self.clickhouse_conn_id}/{self.table}"
 
 
-def _history_columns(env: EnvReader) -> tuple[str, ...]:
+def read_history_columns(env: EnvReader) -> tuple[str, ...]:
+    """``WONDERWARE_HISTORY_COLUMNS`` as checked column names in schema order (all 33 when unset or
+    empty); a bad value raises naming the variable and the value. Shared by the DAGs that load History."""
     try:
         return column_names(history_columns(env.name_list(COLUMNS_VARIABLE)))
     except ConfigurationError as err:
