@@ -267,3 +267,35 @@ def test_the_primitive_refuses_a_missing_table_an_unknown_column_and_a_foreign_t
     assert ch.add_missing_columns("H") == list(HISTORY_COLUMN_NAMES[2:])
     with ch.session() as client:
         assert ch.table_columns(client, "H") == list(HISTORY_COLUMN_NAMES)
+
+
+def test_every_reader_reads_just_the_selected_columns(plant, monkeypatch):
+    import pyarrow as pa
+
+    from airflow_backfill_provider.hooks.wonderware import WonderwareHook
+
+    p, end = plant, T0 + 2 * HOUR
+    url = str(p.engine.url.render_as_string(hide_password=False))
+    readers = {"dbapi": {"reader": "dbapi"}, "arrow": {"reader": "arrow"}}
+    if p.engine.dialect.name == "postgresql":
+        readers["arrow, 2 streams"] = {"reader": "arrow", "arrow_streams": 2}
+    subset = ["DateTime", "TagName", "VValue", "wwUnit"]
+    key = [("TagName", "ascending"), ("DateTime", "ascending")]
+    tables = {}
+    for i, (name, extra) in enumerate(readers.items()):
+        monkeypatch.setenv(
+            f"AIRFLOW_CONN_WW_R{i}",
+            json.dumps({"conn_type": "wonderware", "extra": {"sqlalchemy_url": url, **extra}}),
+        )
+        batches = list(
+            WonderwareHook(f"ww_r{i}").iter_history_batches(p.tags, T0, end, batch_size=100, columns=subset)
+        )
+        assert batches and all(b.schema.names == subset for b in batches), name
+        tables[name] = pa.Table.from_batches(batches).sort_by(key)
+    first = tables["dbapi"]
+    assert all(t.equals(first) for t in tables.values())
+    held = Counter(
+        tuple(v.replace(tzinfo=None) if isinstance(v, datetime) else v for v in row.values())
+        for row in first.to_pylist()
+    )
+    assert held == p.source_rows(T0, end, subset)
