@@ -15,9 +15,9 @@ SQLAlchemy Core; only how they reach the database differs:
 * **SQLite** (``adbc-driver-sqlite``): the ordinary statement with ``?`` parameters; the driver
   steps the statement and emits batches of ``batch_size`` rows.
 
-Every batch is normalised to :func:`~airflow_backfill_provider.historian.schema.arrow_history_schema` of
-the selected columns by :func:`normalize_batch`, so the spool is the same whichever reader ran. SQL Server keeps the
-DB-API path (pymssql); see docs/performance.md for why.
+Every batch is normalised to :func:`~airflow_backfill_provider.historian.schema.arrow_history_schema`
+of the selected columns by :func:`normalize_batch`, so the spool is the same whichever reader ran.
+SQL Server keeps the DB-API path (pymssql); see docs/performance.md for why.
 """
 
 from __future__ import annotations

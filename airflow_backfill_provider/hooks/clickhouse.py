@@ -29,14 +29,12 @@ from airflow_backfill_provider.exceptions import (
 )
 from airflow_backfill_provider.historian.schema import (
     DEFAULT_TABLE,
-    HISTORY_COLUMN_NAMES,
     HISTORY_COLUMNS,
-    REQUIRED_HISTORY_COLUMNS,
     Column,
-    clickhouse_column_type,
     clickhouse_history_ddl,
     history_columns,
 )
+from airflow_backfill_provider.hooks import _clickhouse_columns as _columns
 from airflow_backfill_provider.hooks._chdb import (
     CHDB_CONN_TYPE,
     DEFAULT_LOCK_TIMEOUT,
@@ -229,11 +227,7 @@ class ClickHouseBackfillHook(_BaseClickHouseHook):
     @staticmethod
     def table_columns(client: Client, table: str) -> list[str]:
         """The column names of ``table`` in their order; empty when the table does not exist."""
-        where, params = system_table_filter(table)
-        rows = client.query(
-            f"SELECT name FROM system.columns WHERE {where} ORDER BY position", parameters=params
-        ).result_rows
-        return [str(name) for (name,) in rows]
+        return _columns.table_columns(client, table)
 
     def missing_columns(self, table: str, columns: str | Sequence[str] | None = None) -> list[str]:
         """The History ``columns`` (names, see
@@ -244,7 +238,7 @@ class ClickHouseBackfillHook(_BaseClickHouseHook):
         """
         selected = history_columns(columns)
         with self.session() as client:
-            return [c.name for c in self._missing(client, table, selected)]
+            return [c.name for c in _columns.missing_columns(client, table, selected, self.where)]
 
     def add_missing_columns(self, table: str, columns: str | Sequence[str] | None = None) -> list[str]:
         """Add to ``table`` each of the History ``columns`` it lacks; return the names added.
@@ -272,42 +266,11 @@ class ClickHouseBackfillHook(_BaseClickHouseHook):
             self._tables_ensured.add(table)
             return self._add_missing(client, table, selected)
 
-    def _missing(self, client: Client, table: str, selected: Sequence[Column]) -> list[Column]:
-        present = set(self.table_columns(client, table))
-        if not present:
-            raise ConfigurationError(
-                f"The ClickHouse table {table!r} does not exist in {self.where}: a wonderware_backfill "
-                "run creates it with the selected History columns; check the table name (setting "
-                "WONDERWARE_BACKFILL_TABLE)."
-            )
-        lacking = [n for n in REQUIRED_HISTORY_COLUMNS if n not in present]
-        if lacking:
-            raise ConfigurationError(
-                f"The ClickHouse table {table!r} in {self.where} has no column {', '.join(lacking)}: it "
-                "is not a History table. Point the setting WONDERWARE_BACKFILL_TABLE at the history table."
-            )
-        return [c for c in selected if c.name not in present]
-
     def _add_missing(self, client: Client, table: str, selected: Sequence[Column]) -> list[str]:
-        missing = self._missing(client, table, selected)
-        if not missing:
-            return []
-        present = set(self.table_columns(client, table))
-        qtable = quote_identifier(table)
-        for column in missing:
-            # After the nearest schema column before it that the table has: DateTime, first in the
-            # schema and required in every history table, is always one.
-            i = HISTORY_COLUMN_NAMES.index(column.name)
-            after = next(n for n in reversed(HISTORY_COLUMN_NAMES[:i]) if n in present)
-            client.command(
-                f"ALTER TABLE {qtable} ADD COLUMN IF NOT EXISTS `{column.name}` "
-                f"{clickhouse_column_type(column)} AFTER `{after}`"
-            )
-            present.add(column.name)
-        self.log.info(
-            "Added %d History column(s) to %s: %s", len(missing), table, ", ".join(c.name for c in missing)
-        )
-        return [c.name for c in missing]
+        added = _columns.add_missing_columns(client, table, selected, self.where)
+        if added:
+            self.log.info("Added %d History column(s) to %s: %s", len(added), table, ", ".join(added))
+        return added
 
     def count_window(
         self, client: Client, table: str, tags: Sequence[str], start: datetime, end: datetime

@@ -150,8 +150,9 @@ class WonderwareToClickHouseOperator(BaseOperator):
             added = target.ensure_history_columns(self.table, columns)
         if added:
             self.log.info(
-                "Chunk %s: added the column(s) %s to %s; rows outside the windows loaded from now on "
-                "hold NULL there until their history is reloaded (docs/wonderware-backfill.md).",
+                "Chunk %s: added the column(s) %s to %s; the rows already there hold NULL in them "
+                "until their windows are loaded again (a reload of the history, see "
+                "docs/wonderware-backfill.md).",
                 chunk_id,
                 ", ".join(added),
                 self.table,
