@@ -247,8 +247,7 @@ def test_history_columns_setting_loads_a_subset_and_a_later_column_fills_on_repr
 
     # Quality joins the setting: the reprocess adds the column and fills it, counts unchanged
     monkeypatch.setenv("WONDERWARE_HISTORY_COLUMNS", "DateTime,TagName,Value,Quality")
-    # (another logical date: the DAG changed with the setting; the explicit range is the same window)
-    again = run(dagbag, datetime(2025, 1, 3, tzinfo=UTC), chunk_window="PT6H", **window)
+    again = run(dagbag, JAN2, chunk_window="PT6H", **window)
     assert again.state == "success", states(again)
     assert clickhouse_counts(chdb_path) == expected
     assert described() == (["DateTime", "TagName", "Value", "Quality"], sum(expected.values()))
