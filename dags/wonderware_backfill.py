@@ -97,6 +97,7 @@ def wonderware_backfill():
         table=SETTINGS.table,
         wonderware_conn_id=SETTINGS.wonderware_conn_id,
         clickhouse_conn_id=SETTINGS.clickhouse_conn_id,
+        columns=list(SETTINGS.history_columns),
         map_index_template="{{ task.chunk_id }}",
     ).expand_kwargs(chunks)
     finalize(chunks, loaded.output)

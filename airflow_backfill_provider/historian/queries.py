@@ -15,9 +15,9 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
 from airflow_backfill_provider.historian.schema import (
-    HISTORY_COLUMN_NAMES,
     HISTORY_COLUMNS,
     TAGREF_COLUMNS,
+    Column,
     arrow_history_schema,
     tag_type_codes,
 )
@@ -132,17 +132,25 @@ class Historian:
             conds.append(h.c.wwTimeZone == time_zone)
         return conds
 
-    def history_query(self, tags: Sequence[str], start: datetime, end: datetime, **options) -> sa.Select:
-        """All 33 columns of ``History`` for ``tags`` in the window. Rows with a NULL Value are kept."""
+    def history_query(
+        self,
+        tags: Sequence[str],
+        start: datetime,
+        end: datetime,
+        *,
+        columns: Sequence[Column] = HISTORY_COLUMNS,
+        **options,
+    ) -> sa.Select:
+        """``columns`` of ``History`` (default all 33, see :func:`~.schema.history_columns`) for
+        ``tags`` in the window. Rows with a NULL Value are kept."""
         h = self.history
-        return sa.select(*(h.c[name] for name in HISTORY_COLUMN_NAMES)).where(
-            *self._window(tags, start, end, **options)
-        )
+        return sa.select(*(h.c[c.name] for c in columns)).where(*self._window(tags, start, end, **options))
 
     def history_query_from_params(
         self,
         params: sa.Table,
         *,
+        columns: Sequence[Column] = HISTORY_COLUMNS,
         inclusive_start: bool = True,
         retrieval_mode: str | None = DEFAULT_RETRIEVAL_MODE,
         version: str | None = DEFAULT_VERSION,
@@ -163,7 +171,7 @@ class Historian:
             # params table holds the same value; max() picks it without a LIMIT parameter.
             return sa.select(sa.func.max(column)).scalar_subquery()
 
-        return sa.select(*(h.c[name] for name in HISTORY_COLUMN_NAMES)).where(
+        return sa.select(*(h.c[c.name] for c in columns)).where(
             *self._filters(
                 # One array of all tags (an InitPlan too): a single index scan over the window,
                 # where ``IN (SELECT ...)`` becomes a join that rescans the window per tag.
@@ -283,7 +291,7 @@ def _hour_mssql(element, compiler, **kw):
 
 
 def rows_to_batch(rows: Sequence[Sequence], schema=None):
-    """Turn a list of row tuples (in HISTORY_COLUMNS order) into an Arrow record batch.
+    """Turn a list of row tuples (in the order of ``schema``'s columns) into an Arrow record batch.
 
     One pass over the rows in C++ (a struct array built from the tuples): 30% faster than
     transposing the rows in Python and converting column by column.

@@ -15,9 +15,9 @@ SQLAlchemy Core; only how they reach the database differs:
 * **SQLite** (``adbc-driver-sqlite``): the ordinary statement with ``?`` parameters; the driver
   steps the statement and emits batches of ``batch_size`` rows.
 
-Every batch is normalised to :func:`~airflow_backfill_provider.historian.schema.arrow_history_schema` by
-:func:`normalize_batch`, so the spool is the same whichever reader ran. SQL Server keeps the
-DB-API path (pymssql); see docs/performance.md for why.
+Every batch is normalised to :func:`~airflow_backfill_provider.historian.schema.arrow_history_schema`
+of the selected columns by :func:`normalize_batch`, so the spool is the same whichever reader ran.
+SQL Server keeps the DB-API path (pymssql); see docs/performance.md for why.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_backfill_provider.historian.pg_copy import CopyOut
 from airflow_backfill_provider.historian.queries import Historian, window_params, window_params_table
-from airflow_backfill_provider.historian.schema import HISTORY_COLUMNS
+from airflow_backfill_provider.historian.schema import HISTORY_COLUMNS, Column, arrow_history_schema
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -76,28 +76,28 @@ def iter_arrow_batches(
     batch_size: int,
     inclusive_start: bool = True,
     streams: int = 1,
+    columns: Sequence[Column] = HISTORY_COLUMNS,
     **options: Any,
 ) -> Iterator[pa.RecordBatch]:
     """History rows of ``tags`` in the window as normalised Arrow batches of at most ``batch_size`` rows.
 
+    :param columns: the History columns to read (default all 33), in schema order.
     :param streams: PostgreSQL only: read the tags in this many groups at once, each on its own
         connection and thread (parsing runs outside the GIL, so the groups use separate cores).
         Rows are the same; their order is not.
     """
-    from airflow_backfill_provider.historian.schema import arrow_history_schema
-
-    schema = arrow_history_schema()
+    schema = arrow_history_schema(columns)
     backend = url.get_backend_name()
     if backend == "postgresql":
         unique = list(dict.fromkeys(tags))
         groups = [unique[i :: max(1, streams)] for i in range(min(max(1, streams), len(unique)))]
         sources = [
-            _iter_postgresql(url, historian, g, start, end, batch_size, inclusive_start, options)
+            _iter_postgresql(url, historian, g, start, end, batch_size, inclusive_start, columns, options)
             for g in groups
         ]
         raw = sources[0] if len(sources) == 1 else _interleave(sources, depth=2)
     elif backend == "sqlite":
-        raw = _iter_sqlite(url, historian, tags, start, end, batch_size, inclusive_start, options)
+        raw = _iter_sqlite(url, historian, tags, start, end, batch_size, inclusive_start, columns, options)
     else:
         raise ValueError(f"No Arrow reader for {backend!r}; use the DB-API reader.")
     for batch in raw:
@@ -162,7 +162,7 @@ def _interleave(sources: list[Iterator], depth: int) -> Iterator:
             t.join()
 
 
-def _iter_postgresql(url, historian, tags, start, end, batch_size, inclusive_start, options):
+def _iter_postgresql(url, historian, tags, start, end, batch_size, inclusive_start, columns, options):
     import psycopg
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -170,20 +170,18 @@ def _iter_postgresql(url, historian, tags, start, end, batch_size, inclusive_sta
     from sqlalchemy.dialects import postgresql
     from sqlalchemy.schema import CreateTable
 
-    from airflow_backfill_provider.historian.schema import HISTORY_COLUMN_NAMES, arrow_history_schema
-
     dialect = postgresql.dialect()
     params = window_params_table(sa.MetaData())
     sql = str(
-        historian.history_query_from_params(params, inclusive_start=inclusive_start, **options).compile(
-            dialect=dialect
-        )
+        historian.history_query_from_params(
+            params, columns=columns, inclusive_start=inclusive_start, **options
+        ).compile(dialect=dialect)
     )
     values = window_params(tags, start, end, **options)
     # The CSV parser's types: naive timestamps (UTC wall time, see normalize_batch), the rest as stored.
     types = {
         f.name: pa.timestamp(f.type.unit) if pa.types.is_timestamp(f.type) else f.type
-        for f in arrow_history_schema()
+        for f in arrow_history_schema(columns)
     }
     conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
     conn = psycopg.connect(conninfo, autocommit=True)
@@ -192,8 +190,8 @@ def _iter_postgresql(url, historian, tags, start, end, batch_size, inclusive_sta
             conn.execute(setting)
         conn.execute(str(CreateTable(params).compile(dialect=dialect)))
         with conn.cursor() as cur:
-            columns = ", ".join(dialect.identifier_preparer.quote(c) for c in values.column_names)
-            with cur.copy(f"COPY {params.name} ({columns}) FROM STDIN") as copy:
+            names = ", ".join(dialect.identifier_preparer.quote(c) for c in values.column_names)
+            with cur.copy(f"COPY {params.name} ({names}) FROM STDIN") as copy:
                 for row in zip(*(c.to_pylist() for c in values.columns), strict=True):
                     copy.write_row(row)
             # Real statistics of the tiny params table let the planner pick the (TagName, DateTime)
@@ -205,7 +203,7 @@ def _iter_postgresql(url, historian, tags, start, end, batch_size, inclusive_sta
         reader = pacsv.open_csv(
             copy_out,
             read_options=pacsv.ReadOptions(
-                column_names=list(HISTORY_COLUMN_NAMES),
+                column_names=[c.name for c in columns],
                 block_size=min(_PG_CSV_BLOCK_BYTES, max(1 << 16, batch_size * _PG_CSV_BYTES_PER_ROW)),
                 use_threads=False,
             ),
@@ -228,7 +226,7 @@ def _iter_postgresql(url, historian, tags, start, end, batch_size, inclusive_sta
         conn.close()
 
 
-def _iter_sqlite(url, historian, tags, start, end, batch_size, inclusive_start, options):
+def _iter_sqlite(url, historian, tags, start, end, batch_size, inclusive_start, columns, options):
     import adbc_driver_sqlite
     import pyarrow as pa
     import sqlalchemy as sa
@@ -237,11 +235,14 @@ def _iter_sqlite(url, historian, tags, start, end, batch_size, inclusive_start, 
     path = url.database
     if not path or path == ":memory:":
         raise ValueError("The Arrow reader needs an SQLite file, not an in-memory database.")
-    stmt = historian.history_query(tags, start, end, inclusive_start=inclusive_start, **options)
+    stmt = historian.history_query(
+        tags, start, end, columns=columns, inclusive_start=inclusive_start, **options
+    )
     # The driver infers each column's type from the values of the first batch, and a column that is
     # NULL there (wwUnit of discrete tags, say) becomes INT64, so a later text value fails the read.
     # A first row with a typed value in every column fixes the types; it is dropped below.
-    stmt = sa.union_all(sa.select(*(sa.literal(v).label(k) for k, v in _SQLITE_TYPE_ROW.items())), stmt)
+    type_row = sa.select(*(sa.literal(_SQLITE_TYPE_ROW[c.name]).label(c.name) for c in columns))
+    stmt = sa.union_all(type_row, stmt)
     compiled = stmt.compile(dialect=sqlite.dialect(), compile_kwargs={"render_postcompile": True})
     values = [_sqlite_value(compiled.params[name]) for name in compiled.positiontup]
     bind = pa.record_batch([pa.array([v]) for v in values], names=[f"p{i}" for i in range(len(values))])
@@ -256,7 +257,7 @@ def _iter_sqlite(url, historian, tags, start, end, batch_size, inclusive_start, 
         first = True
         for batch in batches:
             if first:
-                if not batch.num_rows or batch.column(1)[0].as_py() != _SQLITE_TYPE_ROW["TagName"]:
+                if not batch.num_rows or batch.column("TagName")[0].as_py() != _SQLITE_TYPE_ROW["TagName"]:
                     raise RuntimeError("SQLite returned the UNION ALL branches out of order.")
                 batch, first = batch.slice(1), False
             yield batch

@@ -85,6 +85,7 @@ def sync_once(
     spool_rows: int = DEFAULT_SPOOL_ROWS,
     source_options: dict[str, Any] | None = None,
     strict: bool = True,
+    columns: str | Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Bring ``table`` up to ``horizon`` for ``tags``; return what the run did (small, JSON-serialisable).
 
@@ -93,6 +94,8 @@ def sync_once(
     :param strict: raise :class:`ReconciliationError` when a window's count differs from the
         source's after the append (after recording the state, so the sync is never stuck on it);
         with ``False`` the mismatch is logged as a warning and returned.
+    :param columns: the History columns to read and append (names; default all 33); the table must
+        have them (``ClickHouseBackfillHook.add_missing_columns``).
     """
     options = options or SyncOptions()
     run_id = run_id or uuid.uuid4().hex
@@ -129,6 +132,7 @@ def sync_once(
             spool_rows=spool_rows,
             source_options=source_options,
             staged=True,
+            columns=columns,
         )
         commit = commits[-1]
         seen.update(commit["last_seen"])

@@ -38,8 +38,16 @@ DEFAULT_SPOOL_ROWS = 200_000
 
 class HistorySource(Protocol):
     def iter_history_batches(
-        self, tags: Sequence[str], start: datetime, end: datetime, **kw: Any
-    ) -> Iterable: ...
+        self,
+        tags: Sequence[str],
+        start: datetime,
+        end: datetime,
+        *,
+        batch_size: int,
+        columns: Sequence[str],
+        **kw: Any,
+    ) -> Iterable:
+        """Record batches of the History ``columns`` (names, in schema order) of ``tags`` in the window."""
 
 
 class HistoryTarget(Protocol):
@@ -270,21 +278,28 @@ def transfer_chunk(
     spool_rows: int = DEFAULT_SPOOL_ROWS,
     source_options: dict[str, Any] | None = None,
     staged: bool | None = None,
+    columns: str | Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Move ``tags`` × ``[start, end)`` from ``source`` to ``target``; return counts and timings.
+
+    Only ``columns`` travel (History column names, see
+    :func:`~airflow_backfill_provider.historian.schema.history_columns`; default all 33): the source
+    reads them, the spool holds them, and the target fills the columns it has beyond them with their
+    defaults (NULL). The target must already have every selected column.
 
     :param retry: ``retry(fn, what)`` calls ``fn`` with the source's retry policy; the whole read
         phase is retried, since a stream cannot resume mid-way.
     :param spool_rows: rows per spool file and ClickHouse INSERT (bounds the write phase's memory).
     :param staged: insert into a staging table while reading (default: when the target can).
     """
-    from airflow_backfill_provider.historian.schema import arrow_history_schema
+    from airflow_backfill_provider.historian.schema import arrow_history_schema, column_names, history_columns
 
+    selected = history_columns(columns)
     if staged is None:
         staged = isinstance(target, StagingTarget)
     elif staged and not isinstance(target, StagingTarget):
         raise TypeError(f"{type(target).__name__} has no stage(table, key): it cannot load staged.")
-    schema = arrow_history_schema()
+    schema = arrow_history_schema(selected)
     sweep_spool(spool_dir)
     directory = make_spool_dir(spool_dir)
     what = f"Reading History {start.isoformat()} – {end.isoformat()} ({len(tags)} tags)"
@@ -301,7 +316,12 @@ def transfer_chunk(
             for stale in os.listdir(directory):  # a failed attempt's partial files
                 os.unlink(os.path.join(directory, stale))
             batches = source.iter_history_batches(
-                tags, start, end, batch_size=batch_size, **(source_options or {})
+                tags,
+                start,
+                end,
+                batch_size=batch_size,
+                columns=column_names(selected),
+                **(source_options or {}),
             )
             if not staged:
                 paths, rows = spool_files(batches, directory, schema, rows_per_file=spool_rows)

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow_backfill_provider.historian.retroactive import KnownName, known_ddl, known_table_name
-from airflow_backfill_provider.historian.schema import DEFAULT_TABLE, HISTORY_COLUMN_NAMES
+from airflow_backfill_provider.historian.schema import DEFAULT_TABLE
 from airflow_backfill_provider.historian.sync import SyncPlan, TagState, state_table_name, sync_state_ddl
 from airflow_backfill_provider.hooks._clickhouse_stage import ClickHouseStage
 from airflow_backfill_provider.hooks.clickhouse import _WINDOW_WHERE, ClickHouseBackfillHook
@@ -101,7 +101,10 @@ class AppendStage(ClickHouseStage):
         client = self._loading_client()
         self._check_staged(client, expected_rows)
         before = hook.count_window(client, table, tags, start, end)
-        cols = ", ".join(f"`{c}`" for c in HISTORY_COLUMN_NAMES)
+        # The stage's columns (it was created AS the table): the selected History columns hold the
+        # source's values, any others their defaults, and a column added to the table since is left
+        # to its default too.
+        cols = ", ".join(f"`{c}`" for c in hook.table_columns(client, self.name))
         appending = time.monotonic()
         client.command(
             f"INSERT INTO {qtable} ({cols}) SELECT {cols} FROM {qstage} "

@@ -29,9 +29,12 @@ from airflow_backfill_provider.exceptions import (
 )
 from airflow_backfill_provider.historian.schema import (
     DEFAULT_TABLE,
-    HISTORY_COLUMN_NAMES,
+    HISTORY_COLUMNS,
+    Column,
     clickhouse_history_ddl,
+    history_columns,
 )
+from airflow_backfill_provider.hooks import _clickhouse_columns as _columns
 from airflow_backfill_provider.hooks._chdb import (
     CHDB_CONN_TYPE,
     DEFAULT_LOCK_TIMEOUT,
@@ -208,11 +211,66 @@ class ClickHouseBackfillHook(_BaseClickHouseHook):
 
     # -- history table -------------------------------------------------------------------------
 
-    def ensure_history_table(self, client: Client, table: str = DEFAULT_TABLE) -> None:
-        """Create the history table if it does not exist (once per hook and table)."""
+    def ensure_history_table(
+        self, client: Client, table: str = DEFAULT_TABLE, columns: Sequence[Column] = HISTORY_COLUMNS
+    ) -> None:
+        """Create the history table with ``columns`` if it does not exist (once per hook and table).
+
+        An existing table is left as it is: :meth:`add_missing_columns` adds what it lacks.
+        """
         if table not in self._tables_ensured:
-            client.command(clickhouse_history_ddl(table))
+            client.command(clickhouse_history_ddl(table, columns))
             self._tables_ensured.add(table)
+
+    # -- history columns -----------------------------------------------------------------------
+
+    @staticmethod
+    def table_columns(client: Client, table: str) -> list[str]:
+        """The column names of ``table`` in their order; empty when the table does not exist."""
+        return _columns.table_columns(client, table)
+
+    def missing_columns(self, table: str, columns: str | Sequence[str] | None = None) -> list[str]:
+        """The History ``columns`` (names, see
+        :func:`~airflow_backfill_provider.historian.schema.history_columns`; default all 33) that
+        ``table`` lacks, in schema order. Reads only.
+
+        :raises ConfigurationError: when ``table`` does not exist (naming it), or a name is unknown.
+        """
+        selected = history_columns(columns)
+        with self.session() as client:
+            return [c.name for c in _columns.missing_columns(client, table, selected, self.where)]
+
+    def add_missing_columns(self, table: str, columns: str | Sequence[str] | None = None) -> list[str]:
+        """Add to ``table`` each of the History ``columns`` it lacks; return the names added.
+
+        Each column gets the type the table's DDL would give it, and its place in schema order
+        (``ALTER TABLE ... ADD COLUMN IF NOT EXISTS ... AFTER``), so the table ends up as if it had
+        been created with those columns. Existing rows hold the column's default (NULL) until their
+        window is loaded again. Idempotent: a second call adds nothing and returns ``[]``. In
+        embedded mode it runs under the data directory's lock, like every session.
+
+        :raises ConfigurationError: when ``table`` does not exist (naming it), or a name is unknown.
+        """
+        selected = history_columns(columns)
+        with self.session() as client:
+            return self._add_missing(client, table, selected)
+
+    def ensure_history_columns(self, table: str, columns: str | Sequence[str] | None = None) -> list[str]:
+        """Make ``table`` hold the History ``columns``: create it with just them when it does not
+        exist (returning ``[]``), else add those it lacks (:meth:`add_missing_columns`), in one session."""
+        selected = history_columns(columns)
+        with self.session() as client:
+            if not self._table_exists(client, table):
+                self.ensure_history_table(client, table, selected)
+                return []
+            self._tables_ensured.add(table)
+            return self._add_missing(client, table, selected)
+
+    def _add_missing(self, client: Client, table: str, selected: Sequence[Column]) -> list[str]:
+        added = _columns.add_missing_columns(client, table, selected, self.where)
+        if added:
+            self.log.info("Added %d History column(s) to %s: %s", len(added), table, ", ".join(added))
+        return added
 
     def count_window(
         self, client: Client, table: str, tags: Sequence[str], start: datetime, end: datetime
@@ -315,8 +373,13 @@ class ClickHouseBackfillHook(_BaseClickHouseHook):
             client.command("SYSTEM JEMALLOC PURGE")
 
     def _insert_spool(self, client: Client, table: str, spool_path: str) -> None:
-        cols = ", ".join(f"`{c}`" for c in HISTORY_COLUMN_NAMES)
+        """Insert the columns the spool file holds; the table's other columns take their defaults."""
+        import pyarrow as pa
+
         if self.chdb_path:
+            with pa.OSFile(spool_path, "rb") as source:
+                names = pa.ipc.open_stream(source).schema.names
+            cols = ", ".join(f"`{c}`" for c in names)
             # The embedded engine reads the Arrow file natively, with no Python object per row.
             if "'" in spool_path or "\\" in spool_path:
                 raise ConfigurationError(f"Spool path {spool_path!r} must not contain quotes or backslashes.")
@@ -329,8 +392,6 @@ class ClickHouseBackfillHook(_BaseClickHouseHook):
             )
             self._release_memory(client)
             return
-        import pyarrow as pa
-
         with pa.OSFile(spool_path, "rb") as source:
             reader = pa.ipc.open_stream(source)
             pending: list = []

@@ -12,7 +12,11 @@ from airflow.providers.microsoft.mssql.hooks.mssql import MsSqlHook
 from airflow_backfill_provider.exceptions import ConfigurationError
 from airflow_backfill_provider.historian.planning import select_tags
 from airflow_backfill_provider.historian.queries import Historian, rows_to_batch
-from airflow_backfill_provider.historian.schema import DEFAULT_TAG_TYPES, arrow_history_schema
+from airflow_backfill_provider.historian.schema import (
+    DEFAULT_TAG_TYPES,
+    arrow_history_schema,
+    history_columns,
+)
 from airflow_backfill_provider.historian.source_errors import (
     configuration_problem,
     driver_message,
@@ -271,12 +275,15 @@ class WonderwareHook(MsSqlHook):
         end: datetime,
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        columns: str | Sequence[str] | None = None,
         **options: Any,
     ) -> Iterator[pa.RecordBatch]:
         """Stream History rows of ``tags`` in the window as Arrow batches of at most ``batch_size`` rows.
 
-        Batches follow :func:`~airflow_backfill_provider.historian.schema.arrow_history_schema` whichever
-        reader runs. Memory is bounded by the batch size, not the window: the Arrow reader streams
+        Only ``columns`` are read (names, checked by
+        :func:`~airflow_backfill_provider.historian.schema.history_columns`; default all 33). Batches
+        follow :func:`~airflow_backfill_provider.historian.schema.arrow_history_schema` of those
+        columns whichever reader runs. Memory is bounded by the batch size, not the window: the Arrow reader streams
         from the driver (PostgreSQL ``COPY``, SQLite statement steps); the DB-API reader uses a
         server-side cursor (``stream_results``). Neither retried nor guarded by the circuit breaker
         here (a stream cannot resume mid-way): callers run the whole window through
@@ -284,6 +291,7 @@ class WonderwareHook(MsSqlHook):
         """
         if batch_size < 1:
             raise ConfigurationError(f"batch_size must be a positive number of rows, got {batch_size!r}.")
+        selected = history_columns(columns)
         reader = self.reader
         if reader == "arrow":
             from airflow_backfill_provider.historian.readers import iter_arrow_batches
@@ -296,11 +304,12 @@ class WonderwareHook(MsSqlHook):
                 end,
                 batch_size=batch_size,
                 streams=self.arrow_streams,
+                columns=selected,
                 **options,
             )
         else:
-            stmt = self.historian.history_query(tags, start, end, **options)
-            schema = arrow_history_schema()
+            stmt = self.historian.history_query(tags, start, end, columns=selected, **options)
+            schema = arrow_history_schema(selected)
             with self.get_sqlalchemy_engine().connect() as conn:
                 result = conn.execution_options(stream_results=True, max_row_buffer=batch_size).execute(stmt)
                 for rows in result.partitions(batch_size):

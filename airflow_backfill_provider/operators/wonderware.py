@@ -13,7 +13,12 @@ from airflow_backfill_provider.historian.queries import (
     DEFAULT_TIME_ZONE,
     DEFAULT_VERSION,
 )
-from airflow_backfill_provider.historian.schema import DEFAULT_TABLE
+from airflow_backfill_provider.historian.schema import (
+    DEFAULT_TABLE,
+    HISTORY_COLUMNS,
+    column_names,
+    history_columns,
+)
 from airflow_backfill_provider.hooks.wonderware import DEFAULT_BATCH_SIZE
 from airflow_backfill_provider.utils import as_bool, check_identifier, to_utc
 
@@ -42,9 +47,22 @@ class WonderwareToClickHouseOperator(BaseOperator):
     :param time_zone: History ``wwTimeZone`` (default ``UTC``); ``None`` to leave it out.
     :param dry_run: count the source rows and log what would be loaded; write nothing (templated).
     :param spool_dir: directory of the temporary spool file (default: the system temp dir).
+    :param columns: the History columns to load, a list of names or one comma-separated string
+        (templated); default all 33. ``DateTime`` and ``TagName`` are required; the order written does
+        not matter. A new table gets just these columns; a selected column the table lacks is added
+        before the load (existing rows hold NULL in it until their window is loaded again). Columns
+        the table has beyond the selection are NULL in the windows this task loads.
     """
 
-    template_fields: Sequence[str] = ("tags", "window_start", "window_end", "chunk_id", "table", "dry_run")
+    template_fields: Sequence[str] = (
+        "tags",
+        "window_start",
+        "window_end",
+        "chunk_id",
+        "table",
+        "dry_run",
+        "columns",
+    )
     ui_color = "#d7ecf7"
 
     def __init__(
@@ -63,6 +81,7 @@ class WonderwareToClickHouseOperator(BaseOperator):
         time_zone: str | None = DEFAULT_TIME_ZONE,
         dry_run: bool | str = False,
         spool_dir: str | None = None,
+        columns: Sequence[str] | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -79,10 +98,11 @@ class WonderwareToClickHouseOperator(BaseOperator):
         self.time_zone = time_zone
         self.dry_run = dry_run
         self.spool_dir = spool_dir
+        self.columns = columns
 
     def execute(self, context: Context) -> dict[str, Any]:
         with fail_without_retry():
-            tags, start, end, dry_run = self._validated()
+            tags, start, end, dry_run, columns = self._validated()
         chunk_id = self.chunk_id or f"{start:%Y%m%dT%H%M%S}-{end:%Y%m%dT%H%M%S}"
         summary: dict[str, Any] = {
             "chunk_id": chunk_id,
@@ -127,6 +147,18 @@ class WonderwareToClickHouseOperator(BaseOperator):
         if end is None:
             return {**summary, "rows": 0, "seconds": 0.0, "fenced": True, "dry_run": False}
         with fail_without_retry():
+            added = target.ensure_history_columns(self.table, columns)
+        if added:
+            self.log.info(
+                "Chunk %s: added the column(s) %s to %s; the rows already there hold NULL in them "
+                "until their windows are loaded again (a reload of the history, see "
+                "docs/wonderware-backfill.md).",
+                chunk_id,
+                ", ".join(added),
+                self.table,
+            )
+            summary["added_columns"] = added
+        with fail_without_retry():
             result = transfer_chunk(
                 source,
                 target,
@@ -138,6 +170,7 @@ class WonderwareToClickHouseOperator(BaseOperator):
                 retry=source.call_with_retry,
                 spool_dir=self.spool_dir,
                 source_options=options,
+                columns=columns,
             )
         rate = result["rows"] / result["seconds"] if result["seconds"] else 0.0
         self.log.info(
@@ -173,7 +206,15 @@ class WonderwareToClickHouseOperator(BaseOperator):
         check_identifier(self.table)
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigurationError(f"batch_size must be a positive integer, got {self.batch_size!r}.")
-        return list(tags), start, end, as_bool(self.dry_run, "dry_run")
+        try:
+            columns = history_columns(self.columns)
+        except ConfigurationError as err:
+            raise ConfigurationError(f"columns {self.columns!r}: {err}") from err
+        if columns != HISTORY_COLUMNS:
+            self.log.info(
+                "Loading %d of the 33 History columns: %s", len(columns), ", ".join(column_names(columns))
+            )
+        return list(tags), start, end, as_bool(self.dry_run, "dry_run"), list(column_names(columns))
 
 
 def _preview(items: Sequence[str], limit: int = 5) -> str:

@@ -38,6 +38,11 @@ class EnvReader:
         raw = self._raw(name)
         return raw.strip() if raw and raw.strip() else None
 
+    def name_list(self, name: str) -> tuple[str, ...] | None:
+        """Comma-separated names, stripped; ``None`` when unset or empty (the caller's default)."""
+        raw = self.optional_text(name)
+        return None if raw is None else tuple(part.strip() for part in raw.split(","))
+
     def integer(self, name: str, default: int, *, minimum: int) -> int:
         """A whole number of at least ``minimum`` (0: non-negative, 1: positive)."""
         raw = self._raw(name)

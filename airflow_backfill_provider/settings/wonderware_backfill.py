@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from airflow_backfill_provider.exceptions import ConfigurationError
+from airflow_backfill_provider.historian.schema import HISTORY_COLUMN_NAMES, column_names, history_columns
 from airflow_backfill_provider.settings.env import EnvReader
 
 START_DATE_VARIABLE = "WONDERWARE_BACKFILL_START_DATE"
+COLUMNS_VARIABLE = "WONDERWARE_HISTORY_COLUMNS"
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class WonderwareBackfillSettings:
     retry_delay: timedelta = timedelta(seconds=30)
     wonderware_conn_id: str = "wonderware_default"
     clickhouse_conn_id: str = "clickhouse_default"
+    # The History columns loaded, in schema order (WONDERWARE_HISTORY_COLUMNS; default all 33).
+    history_columns: tuple[str, ...] = HISTORY_COLUMN_NAMES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> WonderwareBackfillSettings:
@@ -57,6 +61,7 @@ class WonderwareBackfillSettings:
             retry_delay=env.duration("WONDERWARE_BACKFILL_RETRY_DELAY", cls.retry_delay, allow_zero=True),
             wonderware_conn_id=env.text("WONDERWARE_CONN_ID", cls.wonderware_conn_id),
             clickhouse_conn_id=env.text("CLICKHOUSE_CONN_ID", cls.clickhouse_conn_id),
+            history_columns=read_history_columns(env),
         )
         start, end = settings.start_date, settings.end_date
         if start is not None and end is not None and end < start:
@@ -65,6 +70,11 @@ class WonderwareBackfillSettings:
                 f"{START_DATE_VARIABLE} {start.isoformat()}: set it later, or unset it."
             )
         return settings
+
+    @property
+    def all_history_columns(self) -> bool:
+        """Whether every History column is loaded (the default)."""
+        return self.history_columns == HISTORY_COLUMN_NAMES
 
     @property
     def scheduled_loads(self) -> bool:
@@ -79,3 +89,15 @@ class WonderwareBackfillSettings:
     @property
     def asset_uri(self) -> str:
         return f"clickhouse://{self.clickhouse_conn_id}/{self.table}"
+
+
+def read_history_columns(env: EnvReader) -> tuple[str, ...]:
+    """``WONDERWARE_HISTORY_COLUMNS`` as checked column names in schema order (all 33 when unset or
+    empty); a bad value raises naming the variable and the value. Shared by the DAGs that load History."""
+    try:
+        return column_names(history_columns(env.name_list(COLUMNS_VARIABLE)))
+    except ConfigurationError as err:
+        raise ConfigurationError(
+            f"{COLUMNS_VARIABLE}={env.optional_text(COLUMNS_VARIABLE)!r}: {err} Set comma-separated History column "
+            "names, or unset it to load all 33."
+        ) from err

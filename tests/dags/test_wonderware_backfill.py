@@ -210,3 +210,56 @@ def test_bad_chunk_fails_alone_then_reprocessing_fixes_it(connections, dagbag, p
     fixed = run(dagbag, JAN2, tag_group_size=5, chunk_window="P1D")
     assert fixed.state == "success", states(fixed)
     assert clickhouse_counts(chdb_path) == expected
+
+
+def test_history_columns_setting_loads_a_subset_and_a_later_column_fills_on_reprocess(
+    connections, dagbag, historian_server, chdb_path, monkeypatch
+):
+    url, _ = historian_server
+    connections(source_url=url, chdb_path=chdb_path)
+    monkeypatch.setenv("WONDERWARE_HISTORY_COLUMNS", "Value, TagName,DateTime")
+    window = {
+        "range_start": "2025-01-01T00:00:00Z",
+        "range_end": "2025-01-01T06:00:00Z",
+        "tag_group_size": 20,
+    }
+    dr = run(dagbag, JAN2, chunk_window="PT6H", **window)
+    assert dr.state == "success", states(dr)
+    expected = source_counts(url, JAN1, datetime(2025, 1, 1, 6, tzinfo=UTC))
+    assert clickhouse_counts(chdb_path) == expected
+
+    import clickhouse_connect
+
+    def described():
+        client = clickhouse_connect.get_client(dsn=f"chdb://{chdb_path}")
+        try:
+            names = [r[0] for r in client.query("DESCRIBE TABLE WonderwareHistory").result_rows]
+            filled = (
+                client.command("SELECT countIf(Quality IS NOT NULL) FROM WonderwareHistory")
+                if "Quality" in names
+                else None
+            )
+            return names, filled
+        finally:
+            client.close()
+
+    assert described() == (["DateTime", "TagName", "Value"], None)
+
+    # Quality joins the setting: the reprocess adds the column and fills it, counts unchanged
+    monkeypatch.setenv("WONDERWARE_HISTORY_COLUMNS", "DateTime,TagName,Value,Quality")
+    again = run(dagbag, JAN2, chunk_window="PT6H", **window)
+    assert again.state == "success", states(again)
+    assert clickhouse_counts(chdb_path) == expected
+    assert described() == (["DateTime", "TagName", "Value", "Quality"], sum(expected.values()))
+
+
+def test_a_bad_history_columns_setting_fails_the_parse_naming_it(monkeypatch, airflow_db):
+    import os
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("WONDERWARE_HISTORY_COLUMNS", "DateTime,TagName,Valeu")
+    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    errors = "\n".join(bag.import_errors.values())
+    assert "WONDERWARE_HISTORY_COLUMNS='DateTime,TagName,Valeu': Unknown History column(s) 'Valeu'" in errors
+    assert "(did you mean 'Value'?)" in errors and "wonderware_backfill" not in bag.dag_ids
