@@ -72,7 +72,10 @@ def wonderware_sync():
     def retroactive(summary: dict, run_id=None) -> dict:
         _, target, _ = _parts()
         api = AirflowApiHook(SETTINGS.airflow_api_conn_id) if SETTINGS.retroactive else None
-        return steps.retroactive_tags(target, SETTINGS, api, sync_run_id=run_id)
+        return {
+            **steps.retroactive_tags(target, SETTINGS, api, sync_run_id=run_id),
+            "column_reloads": steps.retroactive_columns(target, SETTINGS, api),
+        }
 
     retroactive(sync())
 

@@ -229,6 +229,11 @@ class ClickHouseBackfillHook(_BaseClickHouseHook):
         """The column names of ``table`` in their order; empty when the table does not exist."""
         return _columns.table_columns(client, table)
 
+    def table_exists(self, table: str) -> bool:
+        """Whether ``table`` exists (one session)."""
+        with self.session() as client:
+            return self._table_exists(client, table)
+
     def missing_columns(self, table: str, columns: str | Sequence[str] | None = None) -> list[str]:
         """The History ``columns`` (names, see
         :func:`~airflow_backfill_provider.historian.schema.history_columns`; default all 33) that

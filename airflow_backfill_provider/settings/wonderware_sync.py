@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from airflow_backfill_provider.exceptions import ConfigurationError
-from airflow_backfill_provider.historian.schema import DEFAULT_TAG_TYPES, TAG_TYPES
+from airflow_backfill_provider.historian.schema import DEFAULT_TAG_TYPES, HISTORY_COLUMN_NAMES, TAG_TYPES
 from airflow_backfill_provider.historian.sync import (
     DEFAULT_FIRST_RUN_OFFSET,
     DEFAULT_LOOKBACK,
@@ -53,6 +53,8 @@ class WonderwareSyncSettings:
     airflow_api_conn_id: str = "airflow_api_default"
     backfill_dag_id: str = "wonderware_backfill"
     backfill_max_active_runs: int = 2
+    # wonderware_backfill's WONDERWARE_HISTORY_COLUMNS: the sync loads the same columns.
+    history_columns: tuple[str, ...] = HISTORY_COLUMN_NAMES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> WonderwareSyncSettings:
@@ -88,6 +90,7 @@ class WonderwareSyncSettings:
             backfill_max_active_runs=env.integer(
                 "WONDERWARE_SYNC_BACKFILL_MAX_ACTIVE_RUNS", cls.backfill_max_active_runs, minimum=1
             ),
+            history_columns=backfill.history_columns,
         )
 
     @property

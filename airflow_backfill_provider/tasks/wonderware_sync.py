@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_backfill_provider.exceptions import ConfigurationError, fail_without_retry
 from airflow_backfill_provider.historian.retroactive import (
+    COLUMN,
     KNOWN,
     PENDING,
     SCHEDULED,
@@ -27,6 +28,7 @@ from airflow_backfill_provider.historian.retroactive import (
     tag_run_conf,
 )
 from airflow_backfill_provider.historian.sync_transfer import sync_once
+from airflow_backfill_provider.hooks.airflow_api import AirflowApiError
 
 if TYPE_CHECKING:
     from airflow_backfill_provider.hooks._clickhouse_sync import ClickHouseSyncTarget
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("airflow.task")
 
 METRIC_PREFIX = "wonderware_sync"
+# The conf key of a reload backfill that names the request it serves (wonderware_backfill ignores it).
+RELOAD_MARKER = "retroactive_request"
 _PREVIEW = 10
 
 
@@ -65,6 +69,7 @@ def sync(
     tags = tag_list(source, cache, settings.tag_types)
     horizon = horizon or datetime.now(timezone.utc).replace(microsecond=0)
     with fail_without_retry():
+        added = add_columns(target, settings)
         if not tags.tags:
             raise ConfigurationError(
                 f"TagRef has no tags of type(s) {list(settings.tag_types)} (system tags left out): the "
@@ -79,8 +84,10 @@ def sync(
             options=settings.options,
             table=settings.table,
             run_id=run_id,
+            columns=settings.history_columns,
         )
     summary["table"] = settings.table
+    summary["columns_added"] = added
     summary["tag_cache"] = tags.cache
     summary["task_seconds"] = round(time.monotonic() - started, 3)
     log.info(
@@ -95,6 +102,38 @@ def sync(
     )
     emit_metrics(summary)
     return summary
+
+
+def add_columns(target: ClickHouseSyncTarget, settings: WonderwareSyncSettings) -> list[str]:
+    """Add the selected History columns the table lacks, recording them first; return their names.
+
+    With the retroactive backfill on they are recorded ``pending`` (the ``retroactive`` task asks
+    Airflow to reload the history that holds them), else as met, with a warning that the rows
+    loaded before hold NULL there until reloaded. Recorded before the ``ALTER``, so a run that dies
+    in between records them again (under the same request id) and nothing is forgotten.
+    """
+    hook, table = target.hook, settings.table
+    if not hook.table_exists(table):
+        hook.ensure_history_columns(table, settings.history_columns)  # just the selected columns
+        return []
+    missing = hook.missing_columns(table, settings.history_columns)
+    if not missing:
+        return []
+    status = PENDING if settings.retroactive else KNOWN
+    target.record_known(COLUMN, missing, status, request_id(COLUMN, missing))
+    added = hook.add_missing_columns(table, settings.history_columns)
+    if settings.retroactive:
+        log.info("Added columns %s to %s; the retroactive backfill reloads their history.", missing, table)
+    else:
+        log.warning(
+            "Added columns %s to %s: rows loaded before hold NULL there. The retroactive backfill is off "
+            "(WONDERWARE_SYNC_RETROACTIVE): reload the history with `airflow backfill create --dag-id "
+            "%s --from-date ... --to-date ... --reprocess-behavior completed`.",
+            missing,
+            table,
+            settings.backfill_dag_id,
+        )
+    return added
 
 
 def emit_metrics(summary: Mapping[str, Any]) -> None:
@@ -197,6 +236,67 @@ def _request_tag_run(
         "range_start": conf["range_start"],
         "range_end": conf["range_end"],
     }
+
+
+def retroactive_columns(
+    target: ClickHouseSyncTarget,
+    settings: WonderwareSyncSettings,
+    api: AirflowApiHook | None,
+    *,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Ask Airflow for a native backfill that reloads the history of columns recorded ``pending``.
+
+    The backfill covers ``[history start, now]`` with reprocess behaviour ``completed``, so it
+    reloads intervals that were loaded before the column existed and shows in the UI's backfill
+    banner, where it can be paused or cancelled. Its conf carries the request id: a request
+    repeated after a crash finds that backfill instead of making a second. Airflow allows one
+    backfill of a DAG at a time; while another runs, the request stays pending for the next run.
+    """
+    out = []
+    for request, names in pending_requests(target.known(COLUMN)).items():
+        if api is None:
+            log.warning("Reload of columns %s (request %s) left pending: the option is off.", names, request)
+            continue
+        started = time.monotonic()
+        backfill = _existing_backfill(api, settings.backfill_dag_id, request)
+        if backfill is None:
+            try:
+                backfill = api.create_backfill(
+                    settings.backfill_dag_id,
+                    settings.history_start,
+                    now or datetime.now(timezone.utc),
+                    reprocess_behavior="completed",
+                    max_active_runs=settings.backfill_max_active_runs,
+                    dag_run_conf={RELOAD_MARKER: request},
+                )
+            except AirflowApiError as err:
+                if err.status != 409:
+                    raise
+                log.warning("Reload of columns %s waits: %s. The next sync run asks again.", names, err)
+                out.append({"request": request, "columns": names, "state": PENDING})
+                continue
+        target.record_known(COLUMN, names, SCHEDULED, f"backfill {backfill['id']}")
+        log.info(
+            "Retroactive backfill: native backfill %s of %s from %s to %s (reprocess completed) reloads "
+            "columns %s, asked in %.2f s",
+            backfill["id"],
+            settings.backfill_dag_id,
+            backfill.get("from_date"),
+            backfill.get("to_date"),
+            names,
+            time.monotonic() - started,
+        )
+        out.append({"request": request, "columns": names, "state": SCHEDULED, "backfill_id": backfill["id"]})
+    return out
+
+
+def _existing_backfill(api: AirflowApiHook, dag_id: str, request: str) -> dict | None:
+    answer = api.request("GET", f"/api/v2/backfills?dag_id={dag_id}&limit=100&order_by=-id")
+    for backfill in answer.get("backfills", []):
+        if (backfill.get("dag_run_conf") or {}).get(RELOAD_MARKER) == request:
+            return backfill
+    return None
 
 
 def _preview(names: Sequence[str]) -> str:
