@@ -82,25 +82,30 @@ def unique(found: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @dataclass
 class PodScan:
-    """What one read of a pod's logs (its previous containers' included) gave."""
+    """What one read of a pod's logs (its restarted containers' previous runs included) gave.
+
+    ``current`` is whether the containers' current runs matched: a restarted container's earlier
+    run may have logged a workflow, and its current run may still log another.
+    """
 
     pod: str
     finished: bool
     lines: int = 0
     found: list[dict[str, Any]] = field(default_factory=list)
+    current: bool = False
 
 
 def scan_done(scans: Sequence[PodScan], *, job_finished: bool) -> bool:
     """Whether to stop reading: the Job has finished, or every pod still running printed its line.
 
-    While the Job runs, a pod that printed nothing yet may still print it, so the scan waits for
-    each running pod to match (finished pods are what they are).
+    While the Job runs, a pod whose current container run printed nothing yet may still print it,
+    so the scan waits for each running pod to match (finished pods are what they are).
     """
     if job_finished:
         return True
     if not any(s.found for s in scans):
         return False
-    return all(s.found or s.finished for s in scans)
+    return all(s.current or s.finished for s in scans)
 
 
 def no_match_message(job: str, namespace: str, scans: Sequence[PodScan], pattern: str, why: str) -> str:

@@ -325,9 +325,11 @@ class KubernetesJobFromCronJobOperator(BaseOperator):
                 # The container restarted: its previous run's log is final, and may name workflows too.
                 texts.append((self._read(client, pod_name, container, scan, previous=True), True))
             texts.append((self._read(client, pod_name, container, scan), scan.finished))
-            for text, complete in texts:
+            for i, (text, complete) in enumerate(texts):
                 scan.lines += text.count("\n")
-                scan.found += parse_lines(text, regex, complete=complete)
+                found = parse_lines(text, regex, complete=complete)
+                scan.found += found
+                scan.current = scan.current or bool(found and i == len(texts) - 1)
         return scan
 
     @staticmethod

@@ -55,6 +55,8 @@ class KubernetesEmulatorThread:
         self.logs: dict[tuple[str, str, str | None, bool], LogSource] = {}
         self.log_reads: list[tuple[str, str, str | None, bool]] = []
         self.pod_plan: PodPlan | None = None
+        # The condition ("Complete", "Failed") a created Job gets at once; None: it stays running.
+        self.job_condition: str | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -131,7 +133,10 @@ class KubernetesEmulatorThread:
         for pod in self.pod_plan(job) if self.pod_plan else ():
             meta = pod["metadata"]
             self.emulator.objects[PODS, meta.get("namespace") or namespace, meta["name"]] = dict(pod)
-        return self.emulator.objects[JOBS, namespace, job["metadata"]["name"]].raw
+        stored = self.emulator.objects[JOBS, namespace, job["metadata"]["name"]]
+        if self.job_condition:
+            stored.patch({"status": {"conditions": [{"type": self.job_condition, "status": "True"}]}})
+        return stored.raw
 
     # -- test set-up (from the test's thread) ---------------------------------------------------
 
@@ -163,17 +168,27 @@ class KubernetesEmulatorThread:
         name = obj["metadata"]["name"]
         self.run(lambda: self.emulator.objects.__setitem__((resource, namespace, name), dict(obj)))
 
+    def _find(self, resource: str, namespace: str, name: str) -> Any:
+        """The emulator's object (on its loop), or ``None``."""
+        wanted = _resource(resource)
+        for (r, ns, n), obj in self.emulator.objects.items():
+            if r == wanted and ns == namespace and n == name and not obj.deleted:
+                return obj
+        return None
+
     def get(self, resource: str, namespace: str, name: str) -> dict[str, Any] | None:
         def read() -> dict[str, Any] | None:
-            key = (resource, namespace, name)
-            if key not in self.emulator.objects or self.emulator.objects[key].deleted:
-                return None
-            return self.emulator.objects[key].raw
+            obj = self._find(resource, namespace, name)
+            return None if obj is None else obj.raw
 
         return self.run(read)
 
+    def finish_job(self, namespace: str, name: str, condition: str = "Complete") -> None:
+        """Give a Job its final condition, as the Job controller does when its pods are done."""
+        self.patch(JOBS, namespace, name, {"status": {"conditions": [{"type": condition, "status": "True"}]}})
+
     def patch(self, resource: str, namespace: str, name: str, changes: Mapping[str, Any]) -> None:
-        self.run(lambda: self.emulator.objects[resource, namespace, name].patch(dict(changes)))
+        self.run(lambda: self._find(resource, namespace, name).patch(dict(changes)))
 
     def names(self, resource: str, namespace: str) -> list[str]:
         return self.run(
@@ -188,7 +203,7 @@ class KubernetesEmulatorThread:
         """The requests received with this HTTP method whose path contains ``path_part``."""
         return self.run(
             lambda: [
-                r for r in self.emulator.requests if r.method.value == method and path_part in str(r.url.path)
+                r for r in list(self.emulator) if r.method.value == method and path_part in str(r.url.path)
             ]
         )
 

@@ -191,11 +191,14 @@ def test_unique_and_scan_rules():
         e["workflow_id"] for e in unique([{"workflow_id": "a"}, {"workflow_id": "b"}, {"workflow_id": "a"}])
     ] == ["a", "b"]
     running_silent = PodScan("p1", finished=False)
-    running_found = PodScan("p2", finished=False, found=[{"workflow_id": "a"}])
+    running_found = PodScan("p2", finished=False, found=[{"workflow_id": "a"}], current=True)
+    # found only in a restarted container's previous run: its current run may log more
+    restarted = PodScan("p4", finished=False, found=[{"workflow_id": "b"}])
     finished_silent = PodScan("p3", finished=True)
     assert not scan_done([running_silent], job_finished=False)
     assert not scan_done([running_found, running_silent], job_finished=False)
     assert scan_done([running_found, finished_silent], job_finished=False)
+    assert not scan_done([running_found, restarted], job_finished=False)
     assert scan_done([running_silent], job_finished=True)
 
 
