@@ -50,10 +50,12 @@ SETTINGS = K8sJobBackfillSettings.from_env()
     doc_md=__doc__,
 )
 def k8s_job_backfill():
-    @task(multiple_outputs=True)
-    def resolve(params=None, dag_run=None) -> dict:
-        """The Jobs to create (operator kwargs) and each cluster's Temporal connection."""
-        return steps.plan(params, settings=SETTINGS, run=RunInfo.of(dag_run, SETTINGS.schedule))
+    @task
+    def resolve(params=None, dag_run=None, ti=None) -> list[dict]:
+        """The Jobs to create (operator kwargs); the whole plan, clusters' Temporal included, in XCom."""
+        plan = steps.plan(params, settings=SETTINGS, run=RunInfo.of(dag_run, SETTINGS.schedule))
+        ti.xcom_push(key=steps.PLAN_XCOM_KEY, value=plan)
+        return plan["jobs"]
 
     planned = resolve()
     jobs = KubernetesJobFromCronJobOperator.partial(
@@ -63,7 +65,7 @@ def k8s_job_backfill():
         poll_interval=SETTINGS.poll_interval.total_seconds(),
         log_pattern=SETTINGS.log_pattern,
         log_timeout=SETTINGS.log_timeout.total_seconds(),
-    ).expand_kwargs(planned["jobs"])
+    ).expand_kwargs(planned)
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def collect(ti=None) -> list[dict]:

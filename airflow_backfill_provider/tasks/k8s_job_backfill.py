@@ -27,6 +27,7 @@ SCHEDULED_RUNS_OFF = (
     "dialog, trigger one interval by hand, or set " + START_DATE_VARIABLE + " (docs/kubernetes.md)."
 )
 TRACKING_FILE = "backfill_tracking.json"
+PLAN_XCOM_KEY = "plan"
 
 
 def plan(
@@ -245,7 +246,7 @@ def _counts(counts: Mapping[str, int]) -> str:
 
 def pulled_plan(ti: Any) -> dict[str, Any]:
     """``resolve``'s plan, or a skip when ``resolve`` did not produce one (a skipped scheduled run)."""
-    plan_ = ti.xcom_pull(task_ids="resolve")
+    plan_ = ti.xcom_pull(task_ids="resolve", key=PLAN_XCOM_KEY)
     if plan_ is None:
         raise AirflowSkipException("resolve made no plan (skipped or failed): nothing to collect or report.")
     return plan_
