@@ -99,7 +99,8 @@ def test_k8s_job_backfill_is_safe_by_default_and_a_bad_setting_names_itself(bag,
 
     dag = bag.get_dag("k8s_job_backfill")
     assert dag.catchup is False and dag.start_date is None and dag.params["dry_run"] is True
-    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"  # `airflow backfill create` needs intervals
+    # `airflow backfill create` needs real intervals
+    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
     monkeypatch.setenv("K8S_JOB_BACKFILL_LOG_TIMEOUT", "soon")
     import os
 
