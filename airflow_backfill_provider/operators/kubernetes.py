@@ -220,6 +220,7 @@ class KubernetesJobFromCronJobOperator(BaseOperator):
                         kubernetes_conn_id=self.kubernetes_conn_id,
                         cluster=client.cluster,
                         poll_interval=self.poll_interval,
+                        delete_on_kill=self.delete_on_kill,
                     ),
                     method_name="execute_complete",
                     timeout=self.execution_timeout,

@@ -33,6 +33,7 @@ class KubernetesJobCompleteTrigger(BaseTrigger):
     :param kubernetes_conn_id: Airflow connection of type ``kubernetes`` for its cluster.
     :param cluster: the cluster's name, for messages.
     :param poll_interval: seconds between reads.
+    :param delete_on_kill: delete the Job (its pods follow) when a user kills the deferred task.
     """
 
     def __init__(
@@ -43,6 +44,7 @@ class KubernetesJobCompleteTrigger(BaseTrigger):
         kubernetes_conn_id: str,
         cluster: str | None = None,
         poll_interval: float = 10.0,
+        delete_on_kill: bool = True,
     ) -> None:
         super().__init__()
         self.job_name = job_name
@@ -50,6 +52,7 @@ class KubernetesJobCompleteTrigger(BaseTrigger):
         self.kubernetes_conn_id = kubernetes_conn_id
         self.cluster = cluster or kubernetes_conn_id
         self.poll_interval = float(poll_interval)
+        self.delete_on_kill = bool(delete_on_kill)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -60,6 +63,7 @@ class KubernetesJobCompleteTrigger(BaseTrigger):
                 "kubernetes_conn_id": self.kubernetes_conn_id,
                 "cluster": self.cluster,
                 "poll_interval": self.poll_interval,
+                "delete_on_kill": self.delete_on_kill,
             },
         )
 
@@ -89,3 +93,19 @@ class KubernetesJobCompleteTrigger(BaseTrigger):
             yield TriggerEvent(
                 {**ids, "status": "error", "job_state": None, "message": f"{type(err).__name__}: {err}"}
             )
+
+    async def on_kill(self) -> None:
+        """The task was killed while deferred: delete the Job, as the operator's ``on_kill`` does."""
+        if not self.delete_on_kill:
+            return
+        from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook
+        from kubernetes_asyncio import client as async_client
+
+        self.log.info("Task killed: deleting Job %s in namespace %s", self.job_name, self.namespace)
+        try:
+            async with AsyncKubernetesHook(conn_id=self.kubernetes_conn_id).get_conn() as api:
+                await async_client.BatchV1Api(api).delete_namespaced_job(
+                    self.job_name, self.namespace, propagation_policy="Background"
+                )
+        except Exception as err:
+            self.log.warning("Could not delete Job %s: %s", self.job_name, err)

@@ -239,7 +239,7 @@ def test_deferrable_wait_then_logs(k8s, cluster):
     assert trigger.serialize() == (
         "airflow_backfill_provider.triggers.kubernetes.KubernetesJobCompleteTrigger",
         {"job_name": name, "namespace": cluster, "kubernetes_conn_id": "kubernetes_default",
-         "cluster": "us-east-1-prod", "poll_interval": 0.05},
+         "cluster": "us-east-1-prod", "poll_interval": 0.05, "delete_on_kill": True},
     )  # fmt: skip
     clone = KubernetesJobCompleteTrigger(**trigger.serialize()[1])
 
@@ -277,3 +277,15 @@ def test_trigger_turns_errors_into_events(k8s, cluster):
     event = asyncio.run(first())
     assert event["status"] == "error" and event["job_state"] is None
     assert "failed to get jobs/absent in namespace" in event["message"] and "(status 404)" in event["message"]
+
+
+def test_killing_the_deferred_task_deletes_the_job(k8s, cluster):
+    one_pod_logging(k8s, cluster, "wf-1")
+    k8s.job_condition = None
+    ti = TaskInstance()
+    with pytest.raises(TaskDeferred) as deferred:
+        op(wait_for_completion=True, deferrable=True).execute({"ti": ti})
+    name = ti.xcoms[JOB_XCOM_KEY]["job_name"]
+    assert k8s.get(JOBS, cluster, name) is not None
+    asyncio.run(deferred.value.trigger.on_kill())
+    assert k8s.get(JOBS, cluster, name) is None
