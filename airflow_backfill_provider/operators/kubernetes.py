@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 JOB_XCOM_KEY = "job"
+# The full ids (label values are cut and cleaned); the run id also tells a retry its own Job.
+RUN_ID_ANNOTATION = "airflow-backfill-provider/run-id"
+DAG_ID_ANNOTATION = "airflow-backfill-provider/dag-id"
 FINISHED_PHASES = ("Succeeded", "Failed")
 
 
@@ -183,10 +186,7 @@ class KubernetesJobFromCronJobOperator(BaseOperator):
                 env=self.env or {},
                 container=self.container or None,
                 labels=self._labels(context),
-                annotations={
-                    "airflow-backfill-provider/run-id": ti.run_id,
-                    "airflow-backfill-provider/dag-id": ti.dag_id,
-                },
+                annotations={RUN_ID_ANNOTATION: ti.run_id, DAG_ID_ANNOTATION: ti.dag_id},
             )
             manifest["metadata"]["namespace"] = client.namespace
         where = f"namespace {client.namespace} of cluster {client.cluster}"
@@ -203,6 +203,12 @@ class KubernetesJobFromCronJobOperator(BaseOperator):
             return []
         with fail_without_retry():
             job, created = client.create_job(manifest)
+        owner = ((job.get("metadata") or {}).get("annotations") or {}).get(RUN_ID_ANNOTATION)
+        if not created and owner != ti.run_id:
+            raise AirflowFailException(
+                f"Job {name} already exists in {where} but was not created for this run ({RUN_ID_ANNOTATION}: "
+                f"{owner!r}, this run: {ti.run_id!r}). Give the task another job_name, or delete that Job."
+            )
         self._created_job = (client, name)
         self.log.info(
             "%s Job %s in %s from CronJob %s (env %s)",
@@ -250,7 +256,8 @@ class KubernetesJobFromCronJobOperator(BaseOperator):
         if state == "Failed":
             raise AirflowFailException(
                 f"Job {name} in {where} failed: see `kubectl describe job/{name}` and its pods' logs. "
-                "Clear the task to try again with the same Job, or delete the Job first for a new one."
+                "A retry would find the same failed Job: delete it (`kubectl delete job`) and clear the "
+                "task to create it again."
             )
         self.log.info("Job %s in %s is %s", name, where, state)
 

@@ -108,6 +108,10 @@ def test_creates_the_job_from_the_template_and_a_retry_reattaches(k8s, cluster):
     assert op().execute({"ti": retry}) == result
     assert retry.xcoms[JOB_XCOM_KEY]["created"] is False and retry.xcoms[JOB_XCOM_KEY]["job_name"] == name
     assert k8s.names(JOBS, cluster) == [name]
+    # A Job of that name that another run created is not taken over.
+    with pytest.raises(AirflowFailException, match=f"Job {name} already exists in namespace {cluster} of cluster "
+                       "us-east-1-prod but was not created for this run"):  # fmt: skip
+        op(job_name=name).execute({"ti": TaskInstance(run_id="manual__other")})
     # Another run is another Job.
     op().execute({"ti": TaskInstance(run_id="manual__2026-01-03T00:00:00+00:00")})
     assert len(k8s.names(JOBS, cluster)) == 2
