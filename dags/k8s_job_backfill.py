@@ -60,6 +60,9 @@ def k8s_job_backfill():
     planned = resolve()
     jobs = KubernetesJobFromCronJobOperator.partial(
         task_id="create_job",
+        # Jobs of one run created (and their logs read) at once, so a long customer list does not
+        # flood a cluster's API server or take every worker slot.
+        max_active_tis_per_dagrun=SETTINGS.max_parallel_jobs,
         wait_for_completion=SETTINGS.wait_for_jobs,
         deferrable=True,
         poll_interval=SETTINGS.poll_interval.total_seconds(),

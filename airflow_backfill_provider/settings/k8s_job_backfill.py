@@ -34,6 +34,7 @@ class K8sJobBackfillSettings:
     start_date: datetime | None = None
     catchup: bool = False
     max_active_runs: int = 1
+    max_parallel_jobs: int = 16
     config_variable: str = "k8s_job_backfill_config"
     config_file: str | None = None
     defaults: Defaults = Defaults()
@@ -71,6 +72,9 @@ class K8sJobBackfillSettings:
                 default=False,
             ),
             max_active_runs=env.integer("K8S_JOB_BACKFILL_MAX_ACTIVE_RUNS", cls.max_active_runs, minimum=1),
+            max_parallel_jobs=env.integer(
+                "K8S_JOB_BACKFILL_MAX_PARALLEL_JOBS", cls.max_parallel_jobs, minimum=1
+            ),
             config_variable=env.text("K8S_JOB_BACKFILL_CONFIG_VARIABLE", cls.config_variable),
             config_file=env.optional_text("K8S_JOB_BACKFILL_CONFIG_FILE"),
             defaults=Defaults(

@@ -32,7 +32,7 @@ def test_settings_defaults_are_safe_and_variables_are_checked():
         s.defaults.temporal_namespace == "ingestion"
         and s.defaults.cronjob == "cron-batch-reindex-conversations"
     )
-    assert s.tracking_path == "file:///opt/airflow/k8s_job_backfill"
+    assert s.tracking_path == "file:///opt/airflow/k8s_job_backfill" and s.max_parallel_jobs == 16
     assert (s.start_env, s.end_env, s.customers_env) == (
         "REINDEX_START_TIME",
         "REINDEX_END_TIME",
