@@ -53,7 +53,6 @@ class KubernetesEmulatorThread:
         self.emulator: Any = None
         self.url = ""
         self.logs: dict[tuple[str, str, str | None, bool], LogSource] = {}
-        self.log_reads: list[tuple[str, str, str | None, bool]] = []
         self.pod_plan: PodPlan | None = None
         # The condition ("Complete", "Failed") a created Job gets at once; None: it stays running.
         self.job_condition: str | None = None
@@ -122,7 +121,6 @@ class KubernetesEmulatorThread:
     def _pod_log(self, request: Any) -> bytes:
         previous = request.params.get("previous") in ("true", "True", "1")
         key = (request.namespace, request.name, request.params.get("container"), previous)
-        self.log_reads.append(key)
         source = self.logs.get(key, self.logs.get((request.namespace, request.name, None, previous), ""))
         return (source() if callable(source) else source).encode()
 
