@@ -239,3 +239,27 @@ def test_dry_run_from_a_config_file_creates_nothing(dag, k8s, clusters, env, tmp
     assert [(j["cluster"], j["customer"], j["workflows"]) for j in doc["jobs"]] == [
         ("voice-prod", "beta", [])
     ]
+
+
+def test_a_backfill_run_creates_its_intervals_jobs(dag, k8s, clusters, workflows, env):
+    """What `airflow backfill create` makes: runs of type backfill over [X, X + 1 day), real unless
+    their conf says dry_run."""
+    from airflow_backfill_provider.testing.run_types import runs_of_type
+
+    day = pendulum.datetime(2026, 1, 10, tz="UTC")
+    before = set(k8s.names(JOBS, "cron-us"))
+    with runs_of_type("backfill", (day, day + timedelta(days=1))):
+        dr = dag.test(
+            logical_date=day,
+            run_conf={"config": CONFIG, "clusters": ["us-east-1-prod"], "customers": ["sunbit"]},
+        )
+    assert dr.run_type == "backfill" and task_states(dr)["report"] == "success"
+    (new,) = set(k8s.names(JOBS, "cron-us")) - before
+    env_of = {
+        e["name"]: e["value"]
+        for e in k8s.get(JOBS, "cron-us", new)["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert (env_of["REINDEX_START_TIME"], env_of["REINDEX_END_TIME"]) == (
+        "2026-01-10T00:00:00+00:00", "2026-01-11T00:00:00+00:00",
+    )  # fmt: skip
+    assert xcom(dr, "report")["summary"]["counts"] == {"Completed": 2}

@@ -200,6 +200,14 @@ def test_clear_errors_for_cronjob_container_connection_and_rbac(k8s, cluster, mo
     assert "docs/kubernetes.md#rbac" in message
 
 
+def test_a_403_on_pod_logs_gives_the_rbac_message(k8s, cluster):
+    one_pod_logging(k8s, cluster, "wf-1")
+    k8s.forbid("GET", f"/namespaces/{cluster}/pods/", "pods is forbidden: cannot get resource pods/log")
+    with pytest.raises(AirflowFailException, match=r"Kubernetes refused to get pods/log/cron-batch-reindex-"
+                       rf"conversations-sunbit-\w+-a in namespace {cluster} .*\(403 Forbidden, RBAC\)"):  # fmt: skip
+        op().execute({"ti": TaskInstance()})
+
+
 def test_on_kill_deletes_the_job_and_its_pods(k8s, cluster):
     k8s.pod_plan = lambda job: [pod_for(job, "a", phase="Running", namespace=cluster)]
     operator = op(wait_for_completion=True, deferrable=False, poll_interval=0.05)
