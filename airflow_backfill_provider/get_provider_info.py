@@ -9,13 +9,14 @@ def get_provider_info() -> dict:
     return {
         "package-name": "airflow-backfill-provider",
         "name": "Backfill",
-        "description": "Idempotent, observable backfills: AVEVA/Wonderware Historian to ClickHouse "
-        "and missing Temporal workflows.",
+        "description": "Idempotent, observable backfills: AVEVA/Wonderware Historian to ClickHouse, "
+        "missing Temporal workflows, and Kubernetes Jobs from a CronJob's template.",
         "versions": [__version__],
         "integrations": [
             {"integration-name": "Wonderware Historian", "tags": ["software"]},
             {"integration-name": "ClickHouse (backfill)", "tags": ["software"]},
             {"integration-name": "Temporal", "tags": ["software"]},
+            {"integration-name": "Kubernetes (Jobs from CronJobs)", "tags": ["software"]},
         ],
         "hooks": [
             {
@@ -30,6 +31,12 @@ def get_provider_info() -> dict:
                 "integration-name": "Temporal",
                 "python-modules": ["airflow_backfill_provider.hooks.temporal"],
             },
+            {
+                # The connection type "kubernetes" is the cncf-kubernetes provider's; this module
+                # composes its KubernetesHook.
+                "integration-name": "Kubernetes (Jobs from CronJobs)",
+                "python-modules": ["airflow_backfill_provider.hooks.kubernetes"],
+            },
         ],
         "operators": [
             {
@@ -42,6 +49,10 @@ def get_provider_info() -> dict:
                     "airflow_backfill_provider.operators.temporal",
                     "airflow_backfill_provider.operators.workflow_backfill",
                 ],
+            },
+            {
+                "integration-name": "Kubernetes (Jobs from CronJobs)",
+                "python-modules": ["airflow_backfill_provider.operators.kubernetes"],
             },
         ],
         "sensors": [
@@ -62,6 +73,10 @@ def get_provider_info() -> dict:
             {
                 "integration-name": "ClickHouse (backfill)",
                 "python-modules": ["airflow_backfill_provider.triggers.clickhouse"],
+            },
+            {
+                "integration-name": "Kubernetes (Jobs from CronJobs)",
+                "python-modules": ["airflow_backfill_provider.triggers.kubernetes"],
             },
         ],
         # The "clickhouse" connection type (a server) belongs to apache-airflow-providers-clickhousedb,

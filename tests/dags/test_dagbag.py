@@ -14,7 +14,9 @@ def bag(dagbag):
 
 def test_no_import_errors(bag):
     assert bag.import_errors == {}
-    assert {"wonderware_backfill", "missing_workflow_backfill", "wonderware_sync"} <= set(bag.dag_ids)
+    assert {"wonderware_backfill", "missing_workflow_backfill", "wonderware_sync", "k8s_job_backfill"} <= set(
+        bag.dag_ids
+    )
 
 
 def test_every_dag_is_documented_tagged_and_retries(bag):
@@ -122,6 +124,20 @@ def test_a_bad_setting_fails_the_parse_naming_the_variable(monkeypatch):
     errors = "\n".join(bag.import_errors.values())
     assert "WONDERWARE_BACKFILL_MAX_ACTIVE_RUNS must be a positive integer, got 'many'" in errors
     assert "missing_workflow_backfill" in bag.dag_ids and "wonderware_backfill" not in bag.dag_ids
+
+
+def test_k8s_job_backfill_is_safe_by_default_and_a_bad_setting_names_itself(bag, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = bag.get_dag("k8s_job_backfill")
+    assert dag.catchup is False and dag.start_date is None and dag.params["dry_run"] is True
+    # `airflow backfill create` needs real intervals
+    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
+    monkeypatch.setenv("K8S_JOB_BACKFILL_LOG_TIMEOUT", "soon")
+    import os
+
+    errors = "\n".join(DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"]).import_errors.values())
+    assert "K8S_JOB_BACKFILL_LOG_TIMEOUT" in errors and "'soon'" in errors
 
 
 def test_settings_shape_the_dags(monkeypatch):

@@ -15,7 +15,7 @@ import pytest
 
 import airflow_backfill_provider
 
-CORE_PACKAGES = ("historian", "workflows")
+CORE_PACKAGES = ("historian", "workflows", "kubernetes")
 CORE_MODULES = ("utils", "exceptions", "resilience")
 
 
