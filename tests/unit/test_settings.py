@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -247,3 +248,45 @@ def test_last_complete_interval_matches_airflows_manual_interval(schedule, befor
     airflow = CronDataIntervalTimetable(AIRFLOW_ONLY_PRESETS.get(schedule, schedule), "UTC")
     inferred = airflow.infer_manual_data_interval(run_after=pendulum.instance(before))
     assert (inferred.start, inferred.end) == expected
+
+
+def test_sync_settings_defaults_and_shared_variables():
+    from datetime import timedelta
+
+    from airflow_backfill_provider.settings import WonderwareSyncSettings
+
+    s = WonderwareSyncSettings.from_env({})
+    assert (s.schedule, s.lookback, s.first_run_offset, s.tag_cache_ttl) == (
+        "* * * * *", timedelta(minutes=10), timedelta(hours=1), timedelta(hours=1),
+    )  # fmt: skip
+    assert (s.retroactive, s.history_start, s.redis_conn_id) == (False, None, "redis_default")
+    shared = WonderwareSyncSettings.from_env(
+        {"WONDERWARE_BACKFILL_TABLE": "Plant1", "WONDERWARE_BACKFILL_START_DATE": "2025-01-01",
+         "WONDERWARE_SYNC_TAG_CACHE_TTL": "0", "WONDERWARE_HISTORY_COLUMNS": "TagName,DateTime,Value"}
+    )  # fmt: skip
+    assert shared.table == "Plant1" and shared.tag_cache_ttl is None
+    assert shared.history_start.isoformat() == "2025-01-01T00:00:00+00:00"  # the backfill's start date
+    assert shared.history_columns == ("DateTime", "TagName", "Value")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"WONDERWARE_SYNC_RETROACTIVE": "on"},
+            "neither WONDERWARE_SYNC_HISTORY_START nor WONDERWARE_BACKFILL_START_DATE",
+        ),
+        (
+            {"WONDERWARE_SYNC_TAG_TYPES": "analog,foo"},
+            "WONDERWARE_SYNC_TAG_TYPES must be a comma-separated list",
+        ),
+        ({"WONDERWARE_SYNC_LOOKBACK": "soon"}, "WONDERWARE_SYNC_LOOKBACK"),
+        ({"WONDERWARE_SYNC_SCHEDULE": "every minute"}, "WONDERWARE_SYNC_SCHEDULE must be a cron expression"),
+        ({"WONDERWARE_SYNC_RETROACTIVE": "maybe"}, "WONDERWARE_SYNC_RETROACTIVE"),
+    ],
+)
+def test_sync_settings_name_the_bad_variable(env, message):
+    from airflow_backfill_provider.settings import WonderwareSyncSettings
+
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        WonderwareSyncSettings.from_env(env)
