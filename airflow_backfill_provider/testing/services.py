@@ -99,8 +99,9 @@ def redis_server() -> Iterator[str]:
         raise RuntimeError("redis-server is not installed: run `make system-deps` (or `make test`).")
     root = tempfile.mkdtemp(prefix="abp-redis-")
     port = free_port()
+    cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", root]  # fmt: skip
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", root],
+        cmd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -55,9 +55,7 @@ def test_one_backfill_spreads_over_two_celery_workers_into_one_clickhouse(
 
     with clickhouse_server.client() as client:
         landed = client_counts(client, by="day")
-        duplicates = client.command(
-            "SELECT count() - uniqExact(TagName, DateTime) FROM WonderwareHistory"
-        )
+        duplicates = client.command("SELECT count() - uniqExact(TagName, DateTime) FROM WonderwareHistory")
     assert landed == source_days(historian_url) and duplicates == 0
 
     hosts = dict(
