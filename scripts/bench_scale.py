@@ -17,9 +17,16 @@ Columns:
   spool, insert, verify); slot-s: task slots × span, what the executor could have spent;
 * overhead: the share of slot-s not spent on chunk work: task process start-up, the other three
   tasks of each run, scheduling and queueing latency, idle slots;
+* queued→run s: mean seconds from a task instance's queuing to its start (the executor's hand-over
+  and the task process's start); task s: mean task instance duration (all four tasks);
 * rows/s/slot: rows moved per second of chunk work, one slot's throughput while it works.
 
 The last line is one JSON object with every figure.
+
+``--throughput`` measures instead what one slot moves per second when chunks are large: one chunk of
+a day of ``--throughput-tags`` tags (~1M rows), moved as ``fetch_insert`` moves it
+(``transfer_chunk`` from ``WonderwareHook`` to ``ClickHouseBackfillHook``), into embedded ClickHouse
+and into the ClickHouse server endpoint, median of ``--repeat`` runs.
 """
 
 from __future__ import annotations
@@ -85,7 +92,8 @@ def run_case(
         if first_day.isoformat() <= d <= last_day.isoformat()
     }
     tis = stack.query(
-        "SELECT task_id, start_date, end_date, duration, hostname FROM task_instance WHERE dag_id = :d",
+        "SELECT task_id, start_date, end_date, duration, hostname, queued_dttm FROM task_instance "
+        "WHERE dag_id = :d",
         d=DAG_ID,
     )
     xcoms = stack.query(
@@ -101,8 +109,11 @@ def run_case(
     ends = [t[2] for t in tis if t[2]]
     span = (max(ends) - min(starts)).total_seconds() if starts and ends else wall
     by_task: dict[str, float] = {}
-    for task_id, _, _, duration, _ in tis:
+    for task_id, _, _, duration, _, _ in tis:
         by_task[task_id] = by_task.get(task_id, 0.0) + float(duration or 0)
+    # queued -> running: the executor's hand-over (LocalExecutor: a local queue; Celery: the broker,
+    # a worker, its supervisor) and the task process's start until it reports running
+    waits = [(t[1] - t[5]).total_seconds() for t in tis if t[1] and t[5]]
     slot_seconds = slots * span
     return {
         "executor": executor,
@@ -117,6 +128,8 @@ def run_case(
         "span_seconds": round(span, 1),
         "ti_per_second": round(len(tis) / span, 3) if span else None,
         "chunk_work_seconds": round(chunk_seconds, 1),
+        "queued_to_running_seconds_mean": round(sum(waits) / len(waits), 2) if waits else None,
+        "task_seconds_mean": round(sum(by_task.values()) / len(tis), 2) if tis else None,
         "task_seconds_by_task": {k: round(v, 1) for k, v in sorted(by_task.items())},
         "slot_seconds": round(slot_seconds, 1),
         "overhead_share": round(1 - chunk_seconds / slot_seconds, 3) if slot_seconds else None,
@@ -124,17 +137,81 @@ def run_case(
     }
 
 
+def throughput(args) -> int:
+    """Rows/s of one chunk into embedded ClickHouse and into a ClickHouse server (the endpoint)."""
+    import os
+    import statistics
+
+    from airflow_backfill_provider.historian.transfer import transfer_chunk
+    from airflow_backfill_provider.hooks.clickhouse import ClickHouseBackfillHook
+    from airflow_backfill_provider.hooks.wonderware import WonderwareHook
+    from airflow_backfill_provider.testing.services import postgres_historian, postgres_server
+    from airflow_backfill_provider.testing.simulator import SimulatorConfig
+    from tests.support.clickhouse_http import clickhouse_http_server
+
+    work = Path(tempfile.mkdtemp(prefix="abp-bench-throughput-"))
+    end = START + timedelta(days=1)
+    results = {}
+    try:
+        with postgres_server() as pg_url:
+            url, sim = postgres_historian(
+                pg_url,
+                "historian",
+                SimulatorConfig(
+                    start=START, end=end, tags=args.throughput_tags, rate=86400 * args.throughput_tags / 1e6
+                ),
+            )
+            os.environ["AIRFLOW_CONN_BENCH_SOURCE"] = json.dumps(
+                {"conn_type": "wonderware", "extra": {"sqlalchemy_url": url}}
+            )
+            source = WonderwareHook(wonderware_conn_id="bench_source")
+            tags = source.discover_tags()
+            say(f"Simulated {sim.total_rows:,} rows of {len(tags)} tags over one day into PostgreSQL")
+            with clickhouse_http_server(work / "server") as endpoint:
+                targets = {
+                    "embedded": {"conn_type": "clickhouse", "extra": {"chdb_path": str(work / "embedded")}},
+                    "server (HTTP)": endpoint.connection(),
+                }
+                for mode, conn in targets.items():
+                    os.environ["AIRFLOW_CONN_BENCH_TARGET"] = json.dumps(conn)
+                    runs = []
+                    for _ in range(args.repeat):
+                        target = ClickHouseBackfillHook(clickhouse_conn_id="bench_target")
+                        out = transfer_chunk(
+                            source, target, table="WonderwareHistory", tags=tags, start=START, end=end,
+                            batch_size=100_000, retry=source.call_with_retry,
+                        )  # fmt: skip
+                        runs.append(out)
+                        say(f"  {mode}: {out['rows']:,} rows in {out['seconds']:.2f} s")
+                    seconds = statistics.median(r["seconds"] for r in runs)
+                    results[mode] = {
+                        "rows": runs[0]["rows"],
+                        "seconds": seconds,
+                        "rows_per_second": round(runs[0]["rows"] / seconds),
+                    }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    say()
+    say(f"One chunk, one slot, median of {args.repeat}:")
+    for mode, r in results.items():
+        say(f"  {mode:<14} {r['rows']:>10,} rows  {r['seconds']:6.2f} s  {r['rows_per_second']:>9,} rows/s")
+    say(json.dumps(results))
+    return 0
+
+
 def table(results: list[dict]) -> list[str]:
     head = (
         f"{'executor':<15} {'intervals':>9} {'TIs':>5} {'wall s':>7} {'span s':>7} {'TI/s':>6} "
-        f"{'chunk work s':>12} {'slot-s':>7} {'overhead':>8} {'rows':>9} {'rows/s/slot':>11} exact"
+        f"{'chunk work s':>12} {'slot-s':>7} {'overhead':>8} {'queued→run s':>12} {'task s':>6} "
+        f"{'rows':>9} {'rows/s/slot':>11} exact"
     )
     lines = [head, "-" * len(head)]
     for r in results:
         lines.append(
             f"{r['executor']:<15} {r['intervals']:>9} {r['task_instances']:>5} {r['wall_seconds']:>7.1f} "
             f"{r['span_seconds']:>7.1f} {r['ti_per_second']:>6.2f} {r['chunk_work_seconds']:>12.1f} "
-            f"{r['slot_seconds']:>7.0f} {r['overhead_share']:>8.0%} {r['rows']:>9,} "
+            f"{r['slot_seconds']:>7.0f} {r['overhead_share']:>8.0%} {r['queued_to_running_seconds_mean']:>12.2f} "
+            f"{r['task_seconds_mean']:>6.2f} {r['rows']:>9,} "
             f"{r['rows_per_second_per_slot'] or 0:>11,} {'yes' if r['exact'] and not r['failed_runs'] else 'NO'}"
         )
     return lines
@@ -151,7 +228,12 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="Celery workers")
     parser.add_argument("--worker-concurrency", type=int, default=2, help="slots per Celery worker")
     parser.add_argument("--timeout", type=float, default=7200.0, help="seconds a case may take")
+    parser.add_argument("--throughput", action="store_true", help="one large chunk's rows/s per slot instead")
+    parser.add_argument("--throughput-tags", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
+    if args.throughput:
+        return throughput(args)
     intervals = [int(x) for x in args.intervals.split(",")]
     executors = args.executors.split(",")
 
