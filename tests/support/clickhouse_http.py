@@ -513,12 +513,11 @@ class ClickHouseEndpoint:
         }
 
     def client(self, **kwargs):
-        """A clickhouse-connect client (caller closes it)."""
+        """A clickhouse-connect client (caller closes it); ``kwargs`` override the login too."""
         import clickhouse_connect
 
-        return clickhouse_connect.get_client(
-            host=self.host, port=self.port, username=self.user, password=self.password, **kwargs
-        )
+        login = {"host": self.host, "port": self.port, "username": self.user, "password": self.password}
+        return clickhouse_connect.get_client(**{**login, **kwargs})
 
 
 @contextmanager
