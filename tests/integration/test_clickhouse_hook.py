@@ -503,3 +503,19 @@ def test_server_errors_name_the_server_and_carry_clickhouse_codes(monkeypatch, c
         client.command("SELECT count() FROM NoSuchTable")
     assert f"{where} (connection 'ch_good')" in str(err.value) and "code: 60" in str(err.value)
     assert err.value.__cause__.code == 60  # the driver read X-ClickHouse-Exception-Code
+
+
+def test_deduplication_is_turned_off_in_the_spelling_the_server_knows():
+    from types import SimpleNamespace
+
+    from airflow_backfill_provider.hooks.clickhouse import no_deduplication
+
+    before_26 = SimpleNamespace(server_settings={"insert_deduplicate": object()})
+    assert no_deduplication(before_26) == {"insert_deduplicate": 0}
+    since_26 = SimpleNamespace(server_settings=dict.fromkeys(["insert_deduplicate", "deduplicate_insert"]))
+    assert no_deduplication(since_26) == {"deduplicate_insert": "disable"}
+    since_26.server_settings["deduplicate_insert_select"] = None
+    assert no_deduplication(since_26) == {
+        "deduplicate_insert": "disable",
+        "deduplicate_insert_select": "disable",
+    }
