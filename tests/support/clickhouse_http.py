@@ -240,9 +240,6 @@ class Engine:
             for key in idle:
                 self._sessions.pop(key).conn.close()
 
-    def sessions(self) -> int:
-        return len(self._sessions)
-
 
 @dataclass
 class Outcome:
@@ -286,8 +283,8 @@ def run_statement(
             except BaseException:
                 inserter.cancel()
                 raise
-            written = {"written_rows": result.rows_written, "written_bytes": result.bytes_written}
-            return Outcome(b"", None, _summary(started, written=written))
+            summary = _summary(started, written_rows=result.rows_written, written_bytes=result.bytes_written)
+            return Outcome(b"", None, summary)
         result = conn._conn.query(sql, fmt or "TabSeparated", params=params)
         if result.has_error():
             raise ClickHouseHttpError.from_engine(RuntimeError(result.error_message()))
@@ -317,8 +314,7 @@ def _summary(started: int, **counts) -> dict:
         "read_rows": "0", "read_bytes": "0", "written_rows": "0", "written_bytes": "0",
         "total_rows_to_read": "0",
     }  # fmt: skip
-    summary.update({k: str(int(v or 0)) for k, v in counts.get("written", {}).items()})
-    summary.update({k: str(int(v or 0)) for k, v in counts.items() if k != "written"})
+    summary.update({k: str(int(v or 0)) for k, v in counts.items()})
     summary["elapsed_ns"] = str(time.perf_counter_ns() - started)
     return summary
 
