@@ -4,12 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 UV := $(shell command -v uv 2>/dev/null)
 
-.PHONY: install system-deps demo test lint bench bench-orchestration clean
+.PHONY: install system-deps demo test lint bench bench-orchestration bench-scale clean
 
 $(VENV)/.installed: setup.py requirements-dev.txt
 	@if [ -z "$(UV)" ]; then python3 -m pip install -q uv; fi
 	uv venv -q --allow-existing -p 3.11 $(VENV) || uv venv -q --allow-existing $(VENV)
-	uv pip install -q -p $(PY) -r requirements-dev.txt -e '.[postgres,sqlite,redis,kubernetes,simulator]'
+	uv pip install -q -p $(PY) -r requirements-dev.txt -e '.[postgres,sqlite,redis,kubernetes,celery,simulator]'
 	@# Every Airflow process (scheduler, each task, each test subprocess) imports thousands of
 	@# modules; with PYTHONDONTWRITEBYTECODE set (as on CI machines) nothing is ever cached, so
 	@# compile once here: it halves the start-up of every task process.
@@ -39,6 +39,10 @@ bench: install system-deps
 
 bench-orchestration: install
 	$(PY) scripts/bench.py --orchestration $(ARGS)
+
+# A module run from the repository root: it imports the tests' ClickHouse endpoint (tests/support).
+bench-scale: install system-deps
+	$(PY) -m scripts.bench_scale $(ARGS)
 
 clean:
 	rm -rf $(VENV) .demo .bench build *.egg-info

@@ -48,6 +48,8 @@ setup(
         "sqlite": ["adbc-driver-sqlite>=1.0"],
         "redis": ["apache-airflow-providers-redis>=4.0", "redis>=5"],
         "kubernetes": ["apache-airflow-providers-cncf-kubernetes>=10.0"],
+        # scale-out on Celery workers (celery 5.7 removed an import the provider's result backend uses)
+        "celery": ["apache-airflow-providers-celery>=3.8", "celery[redis]>=5.5,<5.7"],
         # the historian simulator (`wonderware-simulator`, airflow_backfill_provider.testing)
         "simulator": ["numpy>=1.24"],
     },

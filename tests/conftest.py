@@ -51,3 +51,13 @@ def postgres_url(postgres_server_url):
 def chdb_path(tmp_path):
     """A fresh embedded ClickHouse (chdb) data directory."""
     return str(tmp_path / "chdb")
+
+
+@pytest.fixture
+def clickhouse_server(tmp_path):
+    """A ClickHouse server for one test: ClickHouse's HTTP interface over the embedded engine, in
+    its own process (``tests/support/clickhouse_http.py``, the suite's one stand-in)."""
+    from tests.support.clickhouse_http import clickhouse_http_server
+
+    with clickhouse_http_server(tmp_path / "clickhouse-server") as endpoint:
+        yield endpoint

@@ -65,6 +65,26 @@ __all__ = [
 # Rows per insert_arrow request when streaming a spool file to a ClickHouse server.
 SERVER_INSERT_ROWS = 500_000
 
+
+def no_deduplication(client: Client) -> dict[str, Any]:
+    """Settings that turn the server's insert deduplication off, spelled as its version knows them.
+
+    Every load of a window (a re-run, a retry, a spool file that repeats a block) must land in full:
+    exactness comes from replacing the window and counting it, never from the server dropping a
+    block it has seen. ReplicatedMergeTree deduplicates inserts by default (so does a MergeTree with
+    ``non_replicated_deduplication_window``), which turned a re-run into a ReconciliationError.
+    ClickHouse 26 replaced ``insert_deduplicate`` by ``deduplicate_insert`` (the old one is then
+    ignored).
+    """
+    known = client.server_settings
+    if "deduplicate_insert" in known:
+        settings: dict[str, Any] = {"deduplicate_insert": "disable"}
+        if "deduplicate_insert_select" in known:
+            settings["deduplicate_insert_select"] = "disable"
+        return settings
+    return {"insert_deduplicate": 0}
+
+
 _WINDOW_WHERE = (
     "TagName IN {tags:Array(String)} "
     "AND DateTime >= {start:DateTime64(6, 'UTC')} AND DateTime < {end:DateTime64(6, 'UTC')}"
@@ -393,10 +413,16 @@ class ClickHouseBackfillHook(_BaseClickHouseHook):
                 f"SELECT {cols} FROM file('{spool_path}', 'ArrowStream')",
                 # pread, not mmap, so spool pages do not count in the task's RSS; one thread, since each
                 # has its own buffers and a staged load runs beside the source read.
-                settings={"storage_file_read_method": "pread", "max_threads": 1, "max_insert_threads": 1},
+                settings={
+                    "storage_file_read_method": "pread",
+                    "max_threads": 1,
+                    "max_insert_threads": 1,
+                    **no_deduplication(client),
+                },
             )
             self._release_memory(client)
             return
+        settings = no_deduplication(client)
         with pa.OSFile(spool_path, "rb") as source:
             reader = pa.ipc.open_stream(source)
             pending: list = []
@@ -405,10 +431,10 @@ class ClickHouseBackfillHook(_BaseClickHouseHook):
                 pending.append(batch)
                 pending_rows += batch.num_rows
                 if pending_rows >= SERVER_INSERT_ROWS:
-                    client.insert_arrow(table, pa.Table.from_batches(pending))
+                    client.insert_arrow(table, pa.Table.from_batches(pending), settings=settings)
                     pending, pending_rows = [], 0
             if pending:
-                client.insert_arrow(table, pa.Table.from_batches(pending))
+                client.insert_arrow(table, pa.Table.from_batches(pending), settings=settings)
 
 
 class EmbeddedClickHouseHook(ClickHouseBackfillHook):

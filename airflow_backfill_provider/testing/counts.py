@@ -1,7 +1,7 @@
 """Rows counted straight from the source and the target, not through the provider's hooks.
 
 What the demo and the tests compare after a backfill: History rows (``Sys*`` tags excluded) per UTC
-day in the historian, and rows per tag or per day in embedded ClickHouse.
+day in the historian, and rows per tag or per day in ClickHouse (embedded, or a server's client).
 """
 
 from __future__ import annotations
@@ -21,12 +21,18 @@ def clickhouse_counts(chdb_path: Path | str, by: str = "tag", table: str = TARGE
 
     client = clickhouse_connect.get_client(dsn=f"chdb://{chdb_path}")
     try:
-        if not client.command(f"EXISTS TABLE {table}"):
-            return {}
-        rows = client.query(f"SELECT {_CLICKHOUSE_KEYS[by]}, count() FROM {table} GROUP BY 1").result_rows
-        return dict(rows)
+        return client_counts(client, by, table)
     finally:
         client.close()
+
+
+def client_counts(client, by: str = "tag", table: str = TARGET_TABLE) -> dict[str, int]:
+    """Rows per tag or per UTC day in ``table``, through a clickhouse-connect ``client`` (a server's,
+    or embedded); empty while the table does not exist."""
+    if not client.command(f"EXISTS TABLE {table}"):
+        return {}
+    rows = client.query(f"SELECT {_CLICKHOUSE_KEYS[by]}, count() FROM {table} GROUP BY 1").result_rows
+    return dict(rows)
 
 
 def source_days(source: sa.Engine | str, table: str = "History") -> dict[str, int]:

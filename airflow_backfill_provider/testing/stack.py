@@ -1,4 +1,5 @@
-"""An isolated Airflow 3: metadata DB, scheduler, and the api-server (execution API, or UI + REST too).
+"""An isolated Airflow 3: metadata DB, scheduler, and the api-server (execution API, or UI + REST too),
+on the LocalExecutor or on the CeleryExecutor with Celery workers.
 
 ``airflow backfill create`` only records the backfill; the scheduler creates and runs its DAG runs,
 and every task process talks to the task execution API (``airflow api-server --apps execution``).
@@ -11,7 +12,10 @@ Verified traps (Airflow 3.3.2) it handles:
 * the DAG must be unpaused, or its backfill runs stay queued forever;
 * ``[core] parallelism`` caps worker processes (the default 32 would spawn 32 on a 2-core box);
 * ``airflow standalone`` leaves orphans when signalled, so each component runs in its own process
-  group and is stopped as a group.
+  group and is stopped as a group;
+* Celery workers on one machine need their own ``--celery-hostname`` and no log server each (they
+  would all bind port 8793), and they all record the machine's name as the task instances'
+  hostname: :func:`worker_hostname` gives each the name of a host of its own, as on separate hosts.
 """
 
 from __future__ import annotations
@@ -36,24 +40,39 @@ import sqlalchemy as sa
 from airflow_backfill_provider.testing.services import free_port, wait_http, wait_port
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+EXECUTORS = ("LocalExecutor", "CeleryExecutor")
+# The variable that names a Celery worker's host (see worker_hostname).
+WORKER_HOSTNAME_VARIABLE = "ABP_WORKER_HOSTNAME"
+
+
+def worker_hostname() -> str:
+    """``[core] hostname_callable`` of the stack's Celery workers: the host name each worker was
+    given (several workers share this machine; on separate hosts the machine's name would do)."""
+    import socket
+
+    return os.environ.get(WORKER_HOSTNAME_VARIABLE) or socket.getfqdn()
 
 
 def wonderware_backfill_env(
     historian_url: str,
-    chdb_path: Path | str,
+    clickhouse: Path | str | Mapping[str, object],
     first_day: date,
     last_day: date,
     source_extra: Mapping[str, object] | None = None,
 ) -> dict[str, str]:
-    """The default connections (a SQLAlchemy historian, embedded ClickHouse) and the
-    ``wonderware_backfill`` settings for a backfill of ``first_day`` to ``last_day``."""
+    """The default connections (a SQLAlchemy historian; ClickHouse: an embedded data directory, or
+    a connection's fields for a server) and the ``wonderware_backfill`` settings for a backfill of
+    ``first_day`` to ``last_day``."""
+    target = (
+        dict(clickhouse)
+        if isinstance(clickhouse, Mapping)
+        else {"conn_type": "clickhouse", "extra": {"chdb_path": str(clickhouse)}}
+    )
     return {
         "AIRFLOW_CONN_WONDERWARE_DEFAULT": json.dumps(
             {"conn_type": "wonderware", "extra": {"sqlalchemy_url": historian_url, **(source_extra or {})}}
         ),
-        "AIRFLOW_CONN_CLICKHOUSE_DEFAULT": json.dumps(
-            {"conn_type": "clickhouse", "extra": {"chdb_path": str(chdb_path)}}
-        ),
+        "AIRFLOW_CONN_CLICKHOUSE_DEFAULT": json.dumps(target),
         "WONDERWARE_BACKFILL_START_DATE": first_day.isoformat(),
         "WONDERWARE_BACKFILL_END_DATE": last_day.isoformat(),
         # The backfill creates the runs; catchup would only race it for the same intervals.
@@ -87,8 +106,16 @@ def ui_env() -> dict[str, str]:
 @dataclass
 class AirflowStack:
     """An isolated Airflow installation in ``home`` running the DAGs of ``dags_folder``: SQLite
-    metadata DB, LocalExecutor.
+    metadata DB and LocalExecutor unless told otherwise.
 
+    :param executor: ``LocalExecutor``, or ``CeleryExecutor`` (then ``metadata_url`` and
+        ``broker_url`` are required, and :meth:`running` starts one worker per ``celery_workers``)
+    :param metadata_url: SQLAlchemy URL of the metadata database (default: SQLite in ``home``); the
+        Celery result backend is the same database
+    :param broker_url: the Celery broker, e.g. ``redis://127.0.0.1:6379/0``
+    :param celery_workers: the workers' host names (``--celery-hostname``, and the hostname their
+        task instances record)
+    :param worker_concurrency: task slots per Celery worker
     :param apps: what the api-server serves: ``execution`` (the task execution API only, enough for
         a backfill) or ``all`` (also the UI and the REST API at :attr:`url`)
     :param dag_processor: also run ``airflow dag-processor``; without it the DAGs are the ones
@@ -101,9 +128,18 @@ class AirflowStack:
     extra_env: dict[str, str] = field(default_factory=dict)
     apps: str = "execution"
     dag_processor: bool = False
+    executor: str = "LocalExecutor"
+    metadata_url: str | None = None
+    broker_url: str | None = None
+    celery_workers: tuple[str, ...] = ("worker-a", "worker-b")
+    worker_concurrency: int = 2
     procs: list[subprocess.Popen] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor {self.executor!r}: choose one of {', '.join(EXECUTORS)}")
+        if self.executor == "CeleryExecutor" and not (self.metadata_url and self.broker_url):
+            raise ValueError("the CeleryExecutor needs a metadata_url (a database server) and a broker_url")
         self.home.mkdir(parents=True, exist_ok=True)
         self._token: str | None = None
         self.api_port = free_port()
@@ -112,16 +148,27 @@ class AirflowStack:
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTOR": self.executor,
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.api_port}/execution/",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home}/airflow.db",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.metadata_url or f"sqlite:///{self.home}/airflow.db",
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
             "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "300",
             **self.extra_env,
         }
+        if self.metadata_url and self.metadata_url.startswith("postgresql+psycopg://"):
+            # Airflow derives its async URL as postgresql+asyncpg (not installed); psycopg 3 is both.
+            self.env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC", self.metadata_url)
+        if self.executor == "CeleryExecutor":
+            self.env.update(
+                {
+                    "AIRFLOW__CELERY__BROKER_URL": str(self.broker_url),
+                    "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{self.metadata_url}",
+                    "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
+                }
+            )
 
     @property
     def url(self) -> str:
@@ -144,22 +191,41 @@ class AirflowStack:
         if dag_id is not None:
             self.cli("dags", "unpause", dag_id)
 
-    def _spawn(self, name: str, *args: str) -> None:
+    def _spawn(self, name: str, *args: str, env: Mapping[str, str] | None = None) -> None:
         log = open(self.home / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
-        self.procs.append(
-            subprocess.Popen(
-                [AIRFLOW, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        proc = subprocess.Popen(
+            [AIRFLOW, *args],
+            env={**self.env, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
+        proc.component = name  # type: ignore[attr-defined]
+        self.procs.append(proc)
+
+    def _spawn_celery_workers(self) -> None:
+        for name in self.celery_workers:
+            self._spawn(
+                f"celery-{name}",
+                "celery", "worker", "--celery-hostname", name, "--concurrency", str(self.worker_concurrency),
+                "--skip-serve-logs", "--without-mingle", "--without-gossip",
+                env={
+                    WORKER_HOSTNAME_VARIABLE: name,
+                    "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.worker_hostname",
+                },
+            )  # fmt: skip
 
     @contextmanager
     def running(self):
-        """The api-server, the scheduler (and the dag-processor if asked), stopped (as process
-        groups) on exit."""
+        """The api-server, the scheduler, the Celery workers (CeleryExecutor) and the dag-processor
+        (if asked), stopped (as process groups) on exit."""
         try:
             self._spawn(
                 "api-server", "api-server", "--apps", self.apps, "--host", "127.0.0.1", "--port", str(self.api_port)
             )  # fmt: skip
+            if self.executor == "CeleryExecutor":
+                # Up while the api-server starts, and both ready to take tasks before any is queued.
+                self._spawn_celery_workers()
             wait_port(self.api_port, 90)
             if self.apps != "execution":
                 # The port opens before the app has loaded the UI and the auth manager.
@@ -211,7 +277,7 @@ class AirflowStack:
 
     def check_alive(self) -> None:
         """Raise, naming the component and its log, if a component of :meth:`running` exited."""
-        dead = [p.args[1] for p in self.procs if p.poll() is not None]
+        dead = [p.component for p in self.procs if p.poll() is not None]  # type: ignore[attr-defined]
         if dead:
             raise RuntimeError(f"Airflow component(s) {dead} exited; see their logs in {self.home}")
 

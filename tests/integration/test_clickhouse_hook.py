@@ -1,4 +1,12 @@
-"""ClickHouseBackfillHook against the real embedded ClickHouse engine (chdb), across processes."""
+"""ClickHouseBackfillHook in both of its modes, across processes.
+
+Every test that takes ``ch_conn`` runs twice: embedded (chdb on a data directory, under the file
+lock) and server (an ordinary ``clickhouse`` connection with host, port, login and password to
+ClickHouse's HTTP interface, which ``tests/support/clickhouse_http.py`` puts in front of the same
+engine in its own process: the suite's one stand-in, since no ClickHouse server can be installed
+here). The server mode runs the hook's HTTP path for real: clickhouse-connect's sessions,
+``insert_arrow``, query parameters, settings per query, compression and error codes.
+"""
 
 from __future__ import annotations
 
@@ -17,11 +25,22 @@ UTC = timezone.utc
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 
 
+@pytest.fixture(params=["embedded", "server"])
+def ch_mode(request) -> str:
+    return request.param
+
+
 @pytest.fixture
-def ch_conn(monkeypatch, chdb_path):
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_CH_TEST", json.dumps({"conn_type": "clickhouse", "extra": {"chdb_path": chdb_path}})
-    )
+def ch_conn_json(request, ch_mode, chdb_path) -> str:
+    """The connection of the mode: embedded on a fresh data directory, or a fresh server."""
+    if ch_mode == "embedded":
+        return json.dumps({"conn_type": "clickhouse", "extra": {"chdb_path": chdb_path}})
+    return json.dumps(request.getfixturevalue("clickhouse_server").connection())
+
+
+@pytest.fixture
+def ch_conn(monkeypatch, ch_conn_json):
+    monkeypatch.setenv("AIRFLOW_CONN_CH_TEST", ch_conn_json)
     return "ch_test"
 
 
@@ -118,8 +137,9 @@ def _write_window(conn_json, tag, path):
     )
 
 
-def test_embedded_mode_serves_several_processes(chdb_path, tmp_path, ch_conn):
-    conn_json = json.dumps({"conn_type": "clickhouse", "extra": {"chdb_path": chdb_path}})
+def test_several_processes_share_one_target(ch_conn_json, tmp_path, ch_conn):
+    """Embedded: the processes take turns under the file lock; server: they write at once."""
+    conn_json = ch_conn_json
     tags = [f"P{i}" for i in range(3)]
     paths = [spool(tmp_path, history_batch([t], T0, 500), f"{t}.arrows")[0] for t in tags]
     ctx = multiprocessing.get_context("spawn")
@@ -134,10 +154,13 @@ def test_embedded_mode_serves_several_processes(chdb_path, tmp_path, ch_conn):
     assert hook(ch_conn).count_by_tag("H", tags, T0, T0 + timedelta(days=1)) == {t: 500 for t in tags}
 
 
-def test_dbapi_path_and_test_connection(ch_conn):
+def test_dbapi_path_and_test_connection(ch_conn, ch_mode):
     h = hook(ch_conn)
     ok, message = h.test_connection()
-    assert ok and "embedded chdb" in message
+    assert ok and "Connected to ClickHouse 26." in message
+    assert ("embedded chdb" in message) == (ch_mode == "embedded")
+    if ch_mode == "server":
+        assert f"ClickHouse at 127.0.0.1:{h.connection.port}" in message
     assert h.get_records("SELECT 1 + 1") == [(2,)]
     # the DB-API connection released the lock: a session opens at once
     with h.session() as client:
@@ -440,3 +463,59 @@ def test_unwritable_parent_says_permission_denied_for_the_lock_file(tmp_path):
     assert not result["ok"] and "cannot create its lock file" in result["message"]
     assert f"{parent / 'db'}.lock" in result["message"] and "permission denied" in result["message"]
     assert result["raised"].startswith("ConfigurationError")
+
+
+def test_a_deduplicating_table_still_takes_the_same_rows_again(ch_conn, tmp_path):
+    """A table that deduplicates inserts (ReplicatedMergeTree does by default; a MergeTree with
+    ``non_replicated_deduplication_window`` does too, and runs here) drops an INSERT whose block it
+    has seen. Re-running a window deletes its rows and inserts the same blocks again: the load must
+    not be deduplicated away, in ``replace_window`` or in a stage fed the same file twice."""
+    h = hook(ch_conn)
+    with h.session() as client:
+        h.ensure_history_table(client, "H")
+        client.command("ALTER TABLE H MODIFY SETTING non_replicated_deduplication_window = 100")
+    path, rows = spool(tmp_path, history_batch(["A", "B"], T0, 60))
+    window = {"tags": ["A", "B"], "start": T0, "end": T0 + timedelta(hours=1)}
+    h.replace_window(table="H", **window, spool_path=path, expected_rows=rows)
+    again = h.replace_window(table="H", **window, spool_path=path, expected_rows=rows)
+    assert again == {"replaced_rows": rows, "written_rows": rows}
+    with h.stage("H", "chunk") as stage:
+        stage.add(path)
+        stage.add(path)  # a spool file repeated: the stage holds what it was given, twice
+        assert stage.commit(**window, expected_rows=2 * rows) == {
+            "replaced_rows": rows,
+            "written_rows": 2 * rows,
+        }
+    assert h.count_by_tag("H", ["A", "B"], T0, window["end"]) == {"A": 120, "B": 120}
+
+
+def test_server_errors_name_the_server_and_carry_clickhouse_codes(monkeypatch, clickhouse_server):
+    from airflow_backfill_provider.hooks.clickhouse import ClickHouseEngineError
+
+    where = f"ClickHouse at 127.0.0.1:{clickhouse_server.port}"
+    good = clickhouse_server.connection()
+    monkeypatch.setenv("AIRFLOW_CONN_CH_BADPW", json.dumps({**good, "password": "not-the-password"}))
+    ok, message = hook("ch_badpw").test_connection()
+    assert not ok and message.startswith(f"{where}: ")
+    assert "code: 516" in message and "AUTHENTICATION_FAILED" in message
+    monkeypatch.setenv("AIRFLOW_CONN_CH_GOOD", json.dumps(good))
+    with pytest.raises(ClickHouseEngineError) as err, hook("ch_good").session() as client:
+        client.command("SELECT count() FROM NoSuchTable")
+    assert f"{where} (connection 'ch_good')" in str(err.value) and "code: 60" in str(err.value)
+    assert err.value.__cause__.code == 60  # the driver read X-ClickHouse-Exception-Code
+
+
+def test_deduplication_is_turned_off_in_the_spelling_the_server_knows():
+    from types import SimpleNamespace
+
+    from airflow_backfill_provider.hooks.clickhouse import no_deduplication
+
+    before_26 = SimpleNamespace(server_settings={"insert_deduplicate": object()})
+    assert no_deduplication(before_26) == {"insert_deduplicate": 0}
+    since_26 = SimpleNamespace(server_settings=dict.fromkeys(["insert_deduplicate", "deduplicate_insert"]))
+    assert no_deduplication(since_26) == {"deduplicate_insert": "disable"}
+    since_26.server_settings["deduplicate_insert_select"] = None
+    assert no_deduplication(since_26) == {
+        "deduplicate_insert": "disable",
+        "deduplicate_insert_select": "disable",
+    }
