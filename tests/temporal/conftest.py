@@ -7,7 +7,9 @@ import os
 import uuid
 
 import pytest
-from temporal_support import TASK_QUEUE, WorkerThread, dev_server
+from temporal_support import NAMESPACES, TASK_QUEUE, TestWorkflow, dev_server
+
+from airflow_backfill_provider.testing.temporal_worker import WorkerThread
 
 
 @pytest.fixture(scope="session")
@@ -25,9 +27,10 @@ def temporal_address():
 
 @pytest.fixture(scope="session")
 def temporal_worker(temporal_address):
-    worker = WorkerThread(temporal_address).start()
-    yield worker
-    worker.stop()
+    with WorkerThread(
+        temporal_address, namespaces=NAMESPACES, task_queue=TASK_QUEUE, workflows=[TestWorkflow]
+    ) as worker:
+        yield worker
 
 
 @pytest.fixture
