@@ -31,3 +31,11 @@ def last_complete_interval(expression: str, before: datetime) -> tuple[datetime,
     end = at if croniter(cron, previous).get_next(datetime) == at else previous
     start = croniter(cron, end).get_prev(datetime)
     return start, end
+
+
+def interval_start(expression: str, at: datetime) -> datetime:
+    """The start of the UTC cron interval that holds ``at`` (``at`` itself when on a boundary)."""
+    cron = AIRFLOW_ONLY_PRESETS.get(expression, expression)
+    at = at.astimezone(timezone.utc)
+    previous = croniter(cron, at).get_prev(datetime)
+    return at if croniter(cron, previous).get_next(datetime) == at else previous

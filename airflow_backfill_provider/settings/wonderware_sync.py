@@ -52,6 +52,8 @@ class WonderwareSyncSettings:
     history_start: datetime | None = None
     airflow_api_conn_id: str = "airflow_api_default"
     backfill_dag_id: str = "wonderware_backfill"
+    # wonderware_backfill's WONDERWARE_BACKFILL_SCHEDULE: a reload covers its whole intervals.
+    backfill_schedule: str = "@daily"
     backfill_max_active_runs: int = 2
     # wonderware_backfill's WONDERWARE_HISTORY_COLUMNS: the sync loads the same columns.
     history_columns: tuple[str, ...] = HISTORY_COLUMN_NAMES
@@ -91,6 +93,7 @@ class WonderwareSyncSettings:
                 "WONDERWARE_SYNC_BACKFILL_MAX_ACTIVE_RUNS", cls.backfill_max_active_runs, minimum=1
             ),
             history_columns=backfill.history_columns,
+            backfill_schedule=backfill.schedule,
         )
 
     @property

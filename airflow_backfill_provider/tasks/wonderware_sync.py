@@ -29,6 +29,8 @@ from airflow_backfill_provider.historian.retroactive import (
 )
 from airflow_backfill_provider.historian.sync_transfer import sync_once
 from airflow_backfill_provider.hooks.airflow_api import AirflowApiError
+from airflow_backfill_provider.settings.schedule import interval_start
+from airflow_backfill_provider.utils import iso
 
 if TYPE_CHECKING:
     from airflow_backfill_provider.hooks._clickhouse_sync import ClickHouseSyncTarget
@@ -245,27 +247,32 @@ def retroactive_columns(
     *,
     now: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Ask Airflow for a native backfill that reloads the history of columns recorded ``pending``.
+    """Ask Airflow to reload the history of columns recorded ``pending``.
 
-    The backfill covers ``[history start, now]`` with reprocess behaviour ``completed``, so it
-    reloads intervals that were loaded before the column existed and shows in the UI's backfill
-    banner, where it can be paused or cancelled. Its conf carries the request id: a request
-    repeated after a crash finds that backfill instead of making a second. Airflow allows one
-    backfill of a DAG at a time; while another runs, the request stays pending for the next run.
+    Two requests, both idempotent: a native backfill of ``wonderware_backfill`` over its complete
+    intervals from the one holding the history start, with reprocess behaviour ``completed`` (it
+    reloads intervals loaded before the column existed, shows in the UI's backfill banner and can be
+    paused or cancelled there; its conf carries the request id, so a repeat finds it), and a manual
+    run for the interval in progress, up to now (the run id is the request id; its chunks stop at
+    the sync's fence). Airflow allows one backfill of a DAG at a time: while another runs, the
+    request stays pending for the next sync run.
     """
     out = []
+    now = now or datetime.now(timezone.utc)
     for request, names in pending_requests(target.known(COLUMN)).items():
         if api is None:
             log.warning("Reload of columns %s (request %s) left pending: the option is off.", names, request)
             continue
         started = time.monotonic()
+        first = interval_start(settings.backfill_schedule, settings.history_start)
+        current = interval_start(settings.backfill_schedule, now)
         backfill = _existing_backfill(api, settings.backfill_dag_id, request)
-        if backfill is None:
+        if backfill is None and first < current:
             try:
                 backfill = api.create_backfill(
                     settings.backfill_dag_id,
-                    settings.history_start,
-                    now or datetime.now(timezone.utc),
+                    first,
+                    current,
                     reprocess_behavior="completed",
                     max_active_runs=settings.backfill_max_active_runs,
                     dag_run_conf={RELOAD_MARKER: request},
@@ -273,21 +280,47 @@ def retroactive_columns(
             except AirflowApiError as err:
                 if err.status != 409:
                     raise
-                log.warning("Reload of columns %s waits: %s. The next sync run asks again.", names, err)
-                out.append({"request": request, "columns": names, "state": PENDING})
-                continue
-        target.record_known(COLUMN, names, SCHEDULED, f"backfill {backfill['id']}")
-        log.info(
-            "Retroactive backfill: native backfill %s of %s from %s to %s (reprocess completed) reloads "
-            "columns %s, asked in %.2f s",
-            backfill["id"],
+                # ours, made by an attempt whose answer was lost, or another backfill of the DAG
+                backfill = _existing_backfill(api, settings.backfill_dag_id, request)
+                if backfill is None:
+                    log.warning("Reload of columns %s waits: %s. The next sync run asks again.", names, err)
+                    out.append({"request": request, "columns": names, "state": PENDING})
+                    continue
+        run, _ = api.trigger_dag_run(
             settings.backfill_dag_id,
-            backfill.get("from_date"),
-            backfill.get("to_date"),
+            f"{request}__current",
+            {
+                "range_start": iso(current),
+                "range_end": iso(now),
+                "dry_run": False,
+                RELOAD_MARKER: request,
+            },
+            note=f"Reload of the interval in progress for new columns {', '.join(names)}.",
+        )
+        backfill_id = backfill["id"] if backfill else None
+        target.record_known(COLUMN, names, SCHEDULED, f"backfill {backfill_id}, run {run['dag_run_id']}")
+        log.info(
+            "Retroactive backfill: columns %s reloaded by native backfill %s of %s over [%s, %s) "
+            "(reprocess completed) and run %s over [%s, %s), asked in %.2f s",
             names,
+            backfill_id,
+            settings.backfill_dag_id,
+            iso(first),
+            iso(current),
+            run["dag_run_id"],
+            iso(current),
+            iso(now),
             time.monotonic() - started,
         )
-        out.append({"request": request, "columns": names, "state": SCHEDULED, "backfill_id": backfill["id"]})
+        out.append(
+            {
+                "request": request,
+                "columns": names,
+                "state": SCHEDULED,
+                "backfill_id": backfill_id,
+                "run_id": run["dag_run_id"],
+            }
+        )
     return out
 
 
