@@ -27,8 +27,12 @@ system-deps:
 demo: install
 	$(PY) scripts/demo.py
 
+# Two pytest workers (pytest-xdist), whole files each (a module's Temporal server, browser or stack
+# stays in one worker): most of the end-to-end tests' time is waiting on the scheduler and task
+# processes, so two run side by side even on two cores. PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
 test: install system-deps
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile tests
 
 lint: install
 	$(VENV)/bin/ruff check airflow_backfill_provider dags tests scripts
