@@ -107,35 +107,42 @@ def sync(
 
 
 def add_columns(target: ClickHouseSyncTarget, settings: WonderwareSyncSettings) -> list[str]:
-    """Add the selected History columns the table lacks, recording them first; return their names.
+    """Record the selected History columns the sync has not met, and add those the table lacks.
 
-    With the retroactive backfill on they are recorded ``pending`` (the ``retroactive`` task asks
-    Airflow to reload the history that holds them), else as met, with a warning that the rows
-    loaded before hold NULL there until reloaded. Recorded before the ``ALTER``, so a run that dies
-    in between records them again (under the same request id) and nothing is forgotten.
+    A column is new when the names the sync has met (``<table>_sync_known``) lack it, whoever added
+    it to the table (a ``wonderware_backfill`` chunk adds the selected columns too). The first time,
+    the columns the table already has are recorded as met. New columns are recorded before the
+    ``ALTER``, so a run that dies in between finds them again: ``pending`` with the retroactive
+    backfill on (the ``retroactive`` task asks Airflow to reload their history), else as met, with a
+    warning that the rows loaded before hold NULL there until reloaded. Returns the new columns.
     """
-    hook, table = target.hook, settings.table
+    hook, table, selected = target.hook, settings.table, settings.history_columns
+    known = target.known(COLUMN)
     if not hook.table_exists(table):
-        hook.ensure_history_columns(table, settings.history_columns)  # just the selected columns
+        hook.ensure_history_columns(table, selected)  # created with just the selected columns
+        target.record_known(COLUMN, [c for c in selected if c not in known], KNOWN)
         return []
-    missing = hook.missing_columns(table, settings.history_columns)
-    if not missing:
+    if known:
+        new = [c for c in selected if c not in known]
+    else:  # the first time: what the table holds is met, what it lacks is new
+        new = hook.missing_columns(table, selected)
+        target.record_known(COLUMN, [c for c in selected if c not in new], KNOWN)
+    if not new:
         return []
-    status = PENDING if settings.retroactive else KNOWN
-    target.record_known(COLUMN, missing, status, request_id(COLUMN, missing))
-    added = hook.add_missing_columns(table, settings.history_columns)
+    target.record_known(COLUMN, new, PENDING if settings.retroactive else KNOWN, request_id(COLUMN, new))
+    hook.add_missing_columns(table, selected)
     if settings.retroactive:
-        log.info("Added columns %s to %s; the retroactive backfill reloads their history.", missing, table)
+        log.info("New columns %s in %s; the retroactive backfill reloads their history.", new, table)
     else:
         log.warning(
-            "Added columns %s to %s: rows loaded before hold NULL there. The retroactive backfill is off "
+            "New columns %s in %s: rows loaded before hold NULL there. The retroactive backfill is off "
             "(WONDERWARE_SYNC_RETROACTIVE): reload the history with `airflow backfill create --dag-id "
             "%s --from-date ... --to-date ... --reprocess-behavior completed`.",
-            missing,
+            new,
             table,
             settings.backfill_dag_id,
         )
-    return added
+    return new
 
 
 def emit_metrics(summary: Mapping[str, Any]) -> None:
