@@ -17,6 +17,7 @@ def get_provider_info() -> dict:
             {"integration-name": "ClickHouse (backfill)", "tags": ["software"]},
             {"integration-name": "Temporal", "tags": ["software"]},
             {"integration-name": "Kubernetes (Jobs from CronJobs)", "tags": ["software"]},
+            {"integration-name": "Airflow REST API", "tags": ["software"]},
         ],
         "hooks": [
             {
@@ -36,6 +37,11 @@ def get_provider_info() -> dict:
                 # composes its KubernetesHook.
                 "integration-name": "Kubernetes (Jobs from CronJobs)",
                 "python-modules": ["airflow_backfill_provider.hooks.kubernetes"],
+            },
+            {
+                # the sync's retroactive backfill; an ordinary http connection, no type of its own
+                "integration-name": "Airflow REST API",
+                "python-modules": ["airflow_backfill_provider.hooks.airflow_api"],
             },
         ],
         "operators": [
