@@ -120,6 +120,8 @@ class AirflowStack:
         a backfill) or ``all`` (also the UI and the REST API at :attr:`url`)
     :param dag_processor: also run ``airflow dag-processor``; without it the DAGs are the ones
         :meth:`prepare` serialized, which is all a test of fixed DAG files needs
+    :param triggerer: also run ``airflow triggerer`` (without its log server), which deferrable
+        tasks need: without one, a deferred task never resumes
     """
 
     home: Path
@@ -128,6 +130,7 @@ class AirflowStack:
     extra_env: dict[str, str] = field(default_factory=dict)
     apps: str = "execution"
     dag_processor: bool = False
+    triggerer: bool = False
     executor: str = "LocalExecutor"
     metadata_url: str | None = None
     broker_url: str | None = None
@@ -217,8 +220,8 @@ class AirflowStack:
 
     @contextmanager
     def running(self):
-        """The api-server, the scheduler, the Celery workers (CeleryExecutor) and the dag-processor
-        (if asked), stopped (as process groups) on exit."""
+        """The api-server, the scheduler, the Celery workers (CeleryExecutor), the dag-processor and
+        the triggerer (if asked), stopped (as process groups) on exit."""
         try:
             self._spawn(
                 "api-server", "api-server", "--apps", self.apps, "--host", "127.0.0.1", "--port", str(self.api_port)
@@ -233,6 +236,8 @@ class AirflowStack:
             self._spawn("scheduler", "scheduler")
             if self.dag_processor:
                 self._spawn("dag-processor", "dag-processor")
+            if self.triggerer:
+                self._spawn("triggerer", "triggerer", "--skip-serve-logs")
             yield self
         finally:
             self.stop()
