@@ -80,6 +80,8 @@ def temporal_dev_server(
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port, timeout=30)
+        # The port opens before the frontend serves ("Frontend is not healthy yet" on a busy machine).
+        _wait_temporal_healthy(cli, f"127.0.0.1:{port}", timeout=60)
         yield f"127.0.0.1:{port}"
     finally:
         proc.terminate()
@@ -88,6 +90,21 @@ def temporal_dev_server(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _wait_temporal_healthy(cli: str, address: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        check = subprocess.run(
+            [cli, "operator", "cluster", "health", "--address", address], capture_output=True, text=True
+        )
+        if check.returncode == 0 and "SERVING" in check.stdout:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"Temporal dev server at {address} not healthy after {timeout:.0f}s: {check.stderr[-500:]}"
+            )
+        time.sleep(0.5)
 
 
 def _pg_bin(name: str) -> str:

@@ -52,7 +52,11 @@ def test_unpause_and_dry_run_start_no_load(ui: AirflowUI, airflow_ui_stack, brow
     ) as answer:
         dialog.get_by_role("button", name="Trigger", exact=True).click()
     assert answer.value.status in (200, 201), answer.value.text()
-    assert not stack.api("GET", f"/api/v2/dags/{DAG_ID}")["is_paused"], "Unpause on trigger did not unpause"
+    # the form sends the unpause after the trigger's answer: give it a moment on a busy machine
+    deadline = time.monotonic() + 20
+    while stack.api("GET", f"/api/v2/dags/{DAG_ID}")["is_paused"]:
+        assert time.monotonic() < deadline, "Unpause on trigger did not unpause"
+        time.sleep(0.5)
 
     deadline = time.monotonic() + 300
     while True:
