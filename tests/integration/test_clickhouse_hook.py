@@ -508,7 +508,7 @@ def test_server_errors_name_the_server_and_carry_clickhouse_codes(monkeypatch, c
 def test_deduplication_is_turned_off_in_the_spelling_the_server_knows():
     from types import SimpleNamespace
 
-    from airflow_backfill_provider.hooks.clickhouse import no_deduplication
+    from airflow_backfill_provider.hooks._clickhouse_insert import no_deduplication
 
     before_26 = SimpleNamespace(server_settings={"insert_deduplicate": object()})
     assert no_deduplication(before_26) == {"insert_deduplicate": 0}
