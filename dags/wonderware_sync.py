@@ -35,12 +35,8 @@ SETTINGS = WonderwareSyncSettings.from_env()
 steps.require_prerequisites(SETTINGS)
 
 
-def _parts() -> tuple[WonderwareHook, ClickHouseSyncTarget, TagCache]:
-    return (
-        WonderwareHook(wonderware_conn_id=SETTINGS.wonderware_conn_id),
-        ClickHouseSyncTarget(ClickHouseBackfillHook(SETTINGS.clickhouse_conn_id), SETTINGS.table),
-        TagCache(SETTINGS.redis_conn_id, SETTINGS.tag_cache_key, SETTINGS.tag_cache_ttl),
-    )
+def _target() -> ClickHouseSyncTarget:
+    return ClickHouseSyncTarget(ClickHouseBackfillHook(SETTINGS.clickhouse_conn_id), SETTINGS.table)
 
 
 @dag(
@@ -65,12 +61,13 @@ def _parts() -> tuple[WonderwareHook, ClickHouseSyncTarget, TagCache]:
 def wonderware_sync():
     @task(execution_timeout=timedelta(minutes=10))
     def sync(run_id=None) -> dict:
-        source, target, cache = _parts()
-        return steps.sync(source, target, cache, SETTINGS, run_id=run_id)
+        source = WonderwareHook(wonderware_conn_id=SETTINGS.wonderware_conn_id)
+        cache = TagCache(SETTINGS.redis_conn_id, SETTINGS.tag_cache_key, SETTINGS.tag_cache_ttl)
+        return steps.sync(source, _target(), cache, SETTINGS, run_id=run_id)
 
     @task
     def retroactive(summary: dict, run_id=None) -> dict:
-        _, target, _ = _parts()
+        target = _target()
         api = AirflowApiHook(SETTINGS.airflow_api_conn_id) if SETTINGS.retroactive else None
         return {
             **steps.retroactive_tags(target, SETTINGS, api, sync_run_id=run_id),
