@@ -388,7 +388,8 @@ def test_postgresql_reader_raises_the_servers_error_mid_stream_and_leaves_no_ses
             pass
     assert not is_transient_source_error(caught.value)  # a data error: retrying cannot fix it
     # The server ends a backend shortly after its client closed: allow it a moment, and count only
-    # this test's database (the throwaway server is shared by the session's tests).
+    # this test's database (the throwaway server is shared by the session's tests). PostgreSQL
+    # snapshots pg_stat_activity once per transaction, so each poll runs in a transaction of its own.
     deadline = time.monotonic() + 5
     with engine.connect() as conn:
         while True:
@@ -398,6 +399,7 @@ def test_postgresql_reader_raises_the_servers_error_mid_stream_and_leaves_no_ses
                     "AND datname = current_database() AND pid <> pg_backend_pid()"
                 )
             ).scalar()
+            conn.rollback()
             if sessions == 0 or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
