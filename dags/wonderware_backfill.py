@@ -98,6 +98,7 @@ def wonderware_backfill():
         wonderware_conn_id=SETTINGS.wonderware_conn_id,
         clickhouse_conn_id=SETTINGS.clickhouse_conn_id,
         columns=list(SETTINGS.history_columns),
+        pool=SETTINGS.pool,  # None: default_pool
         map_index_template="{{ task.chunk_id }}",
     ).expand_kwargs(chunks)
     finalize(chunks, loaded.output)

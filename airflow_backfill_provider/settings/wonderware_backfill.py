@@ -34,6 +34,9 @@ class WonderwareBackfillSettings:
     retry_delay: timedelta = timedelta(seconds=30)
     wonderware_conn_id: str = "wonderware_default"
     clickhouse_conn_id: str = "clickhouse_default"
+    # The Airflow pool of the fetch_insert chunks (WONDERWARE_BACKFILL_POOL; None: default_pool): its
+    # slots cap the historian sessions of every backfill at once. Airflow must already have it.
+    pool: str | None = None
     # The History columns loaded, in schema order (WONDERWARE_HISTORY_COLUMNS; default all 33).
     history_columns: tuple[str, ...] = HISTORY_COLUMN_NAMES
 
@@ -61,6 +64,7 @@ class WonderwareBackfillSettings:
             retry_delay=env.duration("WONDERWARE_BACKFILL_RETRY_DELAY", cls.retry_delay, allow_zero=True),
             wonderware_conn_id=env.text("WONDERWARE_CONN_ID", cls.wonderware_conn_id),
             clickhouse_conn_id=env.text("CLICKHOUSE_CONN_ID", cls.clickhouse_conn_id),
+            pool=env.optional_text("WONDERWARE_BACKFILL_POOL"),
             history_columns=read_history_columns(env),
         )
         start, end = settings.start_date, settings.end_date

@@ -146,10 +146,20 @@ def test_settings_shape_the_dags(monkeypatch):
     monkeypatch.setenv("WONDERWARE_BACKFILL_TABLE", "plant.History")
     monkeypatch.setenv("CLICKHOUSE_CONN_ID", "ch_prod")
     monkeypatch.setenv("MISSING_WORKFLOW_BACKFILL_SETTLE", "0")
+    monkeypatch.setenv("WONDERWARE_BACKFILL_POOL", " historian ")
     import os
 
     bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     assert bag.import_errors == {}
-    (asset,) = bag.get_dag("wonderware_backfill").get_task("finalize").outlets
+    wonderware = bag.get_dag("wonderware_backfill")
+    (asset,) = wonderware.get_task("finalize").outlets
     assert (asset.name, asset.uri) == ("clickhouse_plant.History", "clickhouse://ch_prod/plant.History")
+    # the pool caps the chunks (historian sessions) only; the cheap steps keep default_pool
+    pools = {t.task_id: t.pool for t in wonderware.tasks}
+    assert pools == {
+        "discover": "default_pool",
+        "plan": "default_pool",
+        "fetch_insert": "historian",
+        "finalize": "default_pool",
+    }
     assert "settle" not in bag.get_dag("missing_workflow_backfill").task_dict

@@ -2,13 +2,16 @@
 
 A PostgreSQL historian whose second day cannot be read (a function in the History view raises for
 it), three daily intervals: day 2 fails, days 1 and 3 land. After the source is fixed,
-`--reprocess-behavior failed` re-runs exactly day 2 and every interval ends exact.
+`--reprocess-behavior failed` re-runs exactly day 2 and every interval ends exact. The chunks run
+in the pool `WONDERWARE_BACKFILL_POOL` names: with one slot, never two at once, although three runs
+are active.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -47,9 +50,11 @@ def test_native_backfill_then_reprocess_failed(postgres_url, tmp_path):
                 postgres_url, chdb_path, JAN1, JAN3, source_extra={"retry_attempts": 1}
             ),
             "WONDERWARE_BACKFILL_RETRIES": "0",
+            "WONDERWARE_BACKFILL_POOL": "historian",
         },
     )
     stack.prepare("wonderware_backfill")
+    stack.cli("pools", "set", "historian", "1", "one historian session at a time")
     backfill = backfill_args(
         "wonderware_backfill",
         JAN1,
@@ -65,6 +70,13 @@ def test_native_backfill_then_reprocess_failed(postgres_url, tmp_path):
     expected = source_days(engine, "history_data")
     landed = clickhouse_counts(chdb_path, by="day")
     assert landed == {d: n for d, n in expected.items() if d != "2025-01-02"}
+    chunks = stack.query(
+        "SELECT pool, start_date, end_date FROM task_instance "
+        "WHERE dag_id = 'wonderware_backfill' AND task_id = 'fetch_insert' ORDER BY start_date"
+    )
+    assert [pool for pool, _, _ in chunks] == ["historian"] * 3
+    spans = [(_instant(start), _instant(end)) for _, start, end in chunks]
+    assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans)), spans
 
     with engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM broken_day"))
@@ -81,3 +93,8 @@ def test_native_backfill_then_reprocess_failed(postgres_url, tmp_path):
         "WHERE t.dag_id = 'wonderware_backfill' AND t.task_id = 'fetch_insert' GROUP BY 1"
     )
     assert dict(tries) == {"2025-01-01": 1, "2025-01-02": 2, "2025-01-03": 1}
+
+
+def _instant(value) -> datetime:
+    """A metadata timestamp as a datetime (SQLite hands back text)."""
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))

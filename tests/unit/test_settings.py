@@ -85,6 +85,8 @@ def test_settings_are_frozen_and_read_os_environ_by_default(monkeypatch):
         ("WONDERWARE_BACKFILL_RETRY_DELAY", "2m", "retry_delay", timedelta(minutes=2)),
         ("WONDERWARE_CONN_ID", "historian_prod", "wonderware_conn_id", "historian_prod"),
         ("CLICKHOUSE_CONN_ID", "ch_prod", "clickhouse_conn_id", "ch_prod"),
+        ("WONDERWARE_BACKFILL_POOL", " historian ", "pool", "historian"),
+        ("WONDERWARE_BACKFILL_POOL", "", "pool", None),
     ],
 )  # fmt: skip
 def test_wonderware_each_variable(name, value, field, expected):
