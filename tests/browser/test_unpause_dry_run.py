@@ -10,11 +10,14 @@ Screenshots: ``test-artifacts/screenshots/``.
 
 from __future__ import annotations
 
+import pytest
 import time
 from urllib.parse import quote
 
 from airflow_backfill_provider.testing.browser import AirflowUI
 from airflow_backfill_provider.testing.counts import clickhouse_counts
+
+pytestmark = pytest.mark.end_to_end  # scheduled first: see tests/conftest.py
 
 DAG_ID = "wonderware_backfill"
 FINISHED = ("success", "failed")

@@ -9,6 +9,7 @@ set, ``airflow dags trigger --logical-date`` before it is refused, naming both d
 
 from __future__ import annotations
 
+import pytest
 import json
 import os
 import time
@@ -17,6 +18,8 @@ from pathlib import Path
 
 from airflow_backfill_provider.testing.counts import clickhouse_counts
 from airflow_backfill_provider.testing.stack import AirflowStack, ui_env
+
+pytestmark = pytest.mark.end_to_end  # scheduled first: see tests/conftest.py
 
 DAGS_FOLDER = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
 DAG = "wonderware_backfill"

@@ -13,6 +13,7 @@ adds the column to the table and asks for a native backfill (`POST /api/v2/backf
 
 from __future__ import annotations
 
+import pytest
 import json
 import os
 import time
@@ -27,6 +28,8 @@ from airflow_backfill_provider.historian.retroactive import COLUMN, request_id
 from airflow_backfill_provider.testing.services import create_database
 from airflow_backfill_provider.testing.simulator import SimulatorConfig, simulate
 from airflow_backfill_provider.testing.stack import AirflowStack, ui_env
+
+pytestmark = pytest.mark.end_to_end  # scheduled first: see tests/conftest.py
 
 DAGS_FOLDER = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
 UTC = timezone.utc
