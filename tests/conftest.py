@@ -68,3 +68,13 @@ def clickhouse_server(tmp_path):
 
     with clickhouse_http_server(tmp_path / "clickhouse-server") as endpoint:
         yield endpoint
+
+
+@pytest.fixture(params=["embedded", "server"])
+def clickhouse_conn(request, chdb_path) -> dict:
+    """A ClickHouse connection (as ``AIRFLOW_CONN_*`` JSON takes it) in each of the hook's modes:
+    ``chdb`` on a fresh data directory, and an ordinary ``clickhouse`` connection (host, port, login,
+    password) to a fresh :func:`clickhouse_server`."""
+    if request.param == "embedded":
+        return {"conn_type": "chdb", "extra": {"chdb_path": chdb_path}}
+    return request.getfixturevalue("clickhouse_server").connection()

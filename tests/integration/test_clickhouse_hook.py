@@ -25,17 +25,14 @@ UTC = timezone.utc
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 
 
-@pytest.fixture(params=["embedded", "server"])
-def ch_mode(request) -> str:
-    return request.param
+@pytest.fixture
+def ch_mode(clickhouse_conn) -> str:
+    return "embedded" if clickhouse_conn["conn_type"] == "chdb" else "server"
 
 
 @pytest.fixture
-def ch_conn_json(request, ch_mode, chdb_path) -> str:
-    """The connection of the mode: embedded on a fresh data directory, or a fresh server."""
-    if ch_mode == "embedded":
-        return json.dumps({"conn_type": "clickhouse", "extra": {"chdb_path": chdb_path}})
-    return json.dumps(request.getfixturevalue("clickhouse_server").connection())
+def ch_conn_json(clickhouse_conn) -> str:
+    return json.dumps(clickhouse_conn)
 
 
 @pytest.fixture

@@ -13,17 +13,16 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import pytest
-import sqlalchemy as sa
 
 from airflow_backfill_provider.exceptions import ConfigurationError
-from airflow_backfill_provider.historian.queries import history_tables
 from airflow_backfill_provider.historian.schema import HISTORY_COLUMN_NAMES
-from airflow_backfill_provider.testing.simulator import SimulatorConfig, simulate
+from airflow_backfill_provider.testing.simulator import SimulatorConfig
+from tests.support import plant as support
+from tests.support.plant import TABLE
 
 UTC = timezone.utc
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
-TABLE = "WonderwareHistory"
 CONFIG = SimulatorConfig(
     start=T0.replace(tzinfo=None),
     end=(T0 + 2 * HOUR).replace(tzinfo=None),
@@ -35,21 +34,11 @@ CONFIG = SimulatorConfig(
 )
 
 
-class Plant:
-    def __init__(self, url: str, chdb_path: str, monkeypatch) -> None:
-        from airflow_backfill_provider.hooks.clickhouse import ClickHouseBackfillHook
-        from airflow_backfill_provider.hooks.wonderware import WonderwareHook
+class Plant(support.Plant):
+    """The shared plant, with an embedded ClickHouse, loading through the backfill operator."""
 
-        simulate(url, CONFIG, replace=True)
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_WW_COLS", json.dumps({"conn_type": "wonderware", "extra": {"sqlalchemy_url": url}})
-        )
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_CH_COLS", json.dumps({"conn_type": "clickhouse", "extra": {"chdb_path": chdb_path}})
-        )
-        self.engine = sa.create_engine(url)
-        self.ch = ClickHouseBackfillHook("ch_cols")
-        self.tags = WonderwareHook("ww_cols").discover_tags()
+    def __init__(self, url: str, chdb_path: str, monkeypatch) -> None:
+        super().__init__(url, {"conn_type": "chdb", "extra": {"chdb_path": chdb_path}}, CONFIG, monkeypatch)
 
     def load(self, start: datetime, end: datetime, columns, **kw) -> dict:
         from airflow_backfill_provider.operators.wonderware import WonderwareToClickHouseOperator
@@ -60,36 +49,12 @@ class Plant:
             window_start=start.isoformat(),
             window_end=end.isoformat(),
             table=TABLE,
-            wonderware_conn_id="ww_cols",
-            clickhouse_conn_id="ch_cols",
+            wonderware_conn_id=self.wonderware_conn_id,
+            clickhouse_conn_id=self.clickhouse_conn_id,
             batch_size=200,
             columns=columns,
             **kw,
         ).execute({})
-
-    def source_rows(self, start: datetime, end: datetime, columns: list[str]) -> Counter:
-        _, h = history_tables(sa.MetaData())
-        lo, hi = start.replace(tzinfo=None), end.replace(tzinfo=None)
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(*(h.c[c] for c in columns)).where(
-                    h.c.TagName.in_(self.tags), h.c.DateTime >= lo, h.c.DateTime < hi
-                )
-            ).all()
-        return Counter(tuple(r) for r in rows)
-
-    def clickhouse_rows(self, start: datetime, end: datetime, columns: list[str]) -> Counter:
-        with self.ch.session() as client:
-            rows = client.query(
-                f"SELECT {', '.join(columns)} FROM {TABLE} "
-                "WHERE DateTime >= {s:DateTime64(6, 'UTC')} AND DateTime < {e:DateTime64(6, 'UTC')}",
-                parameters={"s": start, "e": end},
-            ).result_rows
-        i = columns.index("DateTime")
-        return Counter(
-            tuple(v.astimezone(UTC).replace(tzinfo=None) if k == i else v for k, v in enumerate(r))
-            for r in rows
-        )
 
     def columns(self) -> list[str]:
         with self.ch.session() as client:
@@ -98,10 +63,6 @@ class Plant:
     def types(self, table: str = TABLE) -> dict[str, str]:
         with self.ch.session() as client:
             return {r[0]: r[1] for r in client.query(f"DESCRIBE TABLE {table}").result_rows}
-
-    def command(self, sql: str):
-        with self.ch.session() as client:
-            return client.command(sql)
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -113,14 +74,14 @@ def plant(request, tmp_path, chdb_path, monkeypatch):
     )
     p = Plant(url, chdb_path, monkeypatch)
     yield p
-    p.engine.dispose()
+    p.close()
 
 
 @pytest.fixture
 def sqlite_plant(tmp_path, chdb_path, monkeypatch):
     p = Plant(f"sqlite:///{tmp_path}/h.db", chdb_path, monkeypatch)
     yield p
-    p.engine.dispose()
+    p.close()
 
 
 def test_a_subset_loads_then_an_added_column_is_filled_by_a_reload(plant):
@@ -183,7 +144,6 @@ def ddl_types(p: Plant) -> dict[str, str]:
 
 def test_a_33_column_table_takes_a_subset_load_the_other_columns_null(sqlite_plant, tmp_path):
     from airflow_backfill_provider.historian.transfer import transfer_chunk
-    from airflow_backfill_provider.hooks.wonderware import WonderwareHook
 
     p, end = sqlite_plant, T0 + 2 * HOUR
     p.load(T0, end, None)
@@ -193,7 +153,7 @@ def test_a_33_column_table_takes_a_subset_load_the_other_columns_null(sqlite_pla
     assert p.clickhouse_rows(T0, end, everything) == p.source_rows(T0, end, everything)
 
     subset = ["DateTime", "TagName", "Value", "Quality"]
-    source = WonderwareHook("ww_cols")
+    source = p.source
     # the staged path (the operator's) and the plain replace_window path, one hour each
     p.load(T0, T0 + HOUR, ",".join(subset))
     transfer_chunk(
@@ -218,13 +178,12 @@ def test_a_33_column_table_takes_a_subset_load_the_other_columns_null(sqlite_pla
 def test_the_sync_appends_a_subset_into_a_table_with_more_columns(sqlite_plant):
     from airflow_backfill_provider.historian.sync_transfer import sync_once
     from airflow_backfill_provider.hooks._clickhouse_sync import ClickHouseSyncTarget
-    from airflow_backfill_provider.hooks.wonderware import WonderwareHook
 
     p, horizon = sqlite_plant, T0 + 2 * HOUR
     wide = ["DateTime", "TagName", "Value", "VValue"]
     assert p.ch.ensure_history_columns(TABLE, wide) == []  # created with just these
     assert p.columns() == wide
-    source = WonderwareHook("ww_cols")
+    source = p.source
     run = sync_once(
         source,
         ClickHouseSyncTarget(p.ch, TABLE),

@@ -1,4 +1,6 @@
-"""The minute-level sync against real historians (PostgreSQL, SQLite) and real embedded ClickHouse.
+"""The minute-level sync against real historians (PostgreSQL, SQLite) and ClickHouse in both of the
+hook's modes: embedded, and a server (ClickHouse's HTTP interface over the embedded engine,
+``tests/support/clickhouse_http.py``, the one stand-in: no ClickHouse server can run here).
 
 Each test drives runs with explicit horizons (a run's read instant) over a simulated history, and
 compares ClickHouse with the source row by row: ``(TagName, DateTime, Value, VValue)`` as a multiset,
@@ -7,7 +9,6 @@ so a lost row and a duplicate both fail. Late rows are inserted into the source 
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import Counter
@@ -20,12 +21,13 @@ from airflow_backfill_provider.exceptions import ReconciliationError
 from airflow_backfill_provider.historian.queries import history_tables
 from airflow_backfill_provider.historian.sync import CLAIMED, DONE, SyncOptions
 from airflow_backfill_provider.historian.sync_transfer import sync_once
-from airflow_backfill_provider.testing.simulator import SimulatorConfig, simulate
+from airflow_backfill_provider.testing.simulator import SimulatorConfig
+from tests.support import plant as support
+from tests.support.plant import TABLE
 
 UTC = timezone.utc
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 MIN = timedelta(minutes=1)
-TABLE = "WonderwareHistory"
 CONFIG = SimulatorConfig(
     start=T0.replace(tzinfo=None),
     end=(T0 + timedelta(hours=3)).replace(tzinfo=None),
@@ -37,27 +39,14 @@ CONFIG = SimulatorConfig(
 )
 
 
-class Plant:
-    """A simulated historian and an embedded ClickHouse, with the hooks and the sync target."""
+class Plant(support.Plant):
+    """The shared plant, with the sync target and the source changes the sync must catch."""
 
-    def __init__(self, url: str, chdb_path: str, monkeypatch) -> None:
+    def __init__(self, url: str, clickhouse_conn: dict, monkeypatch) -> None:
         from airflow_backfill_provider.hooks._clickhouse_sync import ClickHouseSyncTarget
-        from airflow_backfill_provider.hooks.clickhouse import ClickHouseBackfillHook
-        from airflow_backfill_provider.hooks.wonderware import WonderwareHook
 
-        simulate(url, CONFIG, replace=True)
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_WW_SYNC", json.dumps({"conn_type": "wonderware", "extra": {"sqlalchemy_url": url}})
-        )
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_CH_SYNC", json.dumps({"conn_type": "clickhouse", "extra": {"chdb_path": chdb_path}})
-        )
-        self.url = url
-        self.engine = sa.create_engine(url)
-        self.source = WonderwareHook("ww_sync")
-        self.ch = ClickHouseBackfillHook("ch_sync")
+        super().__init__(url, clickhouse_conn, CONFIG, monkeypatch)
         self.target = ClickHouseSyncTarget(self.ch, TABLE)
-        self.tags = self.source.discover_tags()
 
     def sync(self, horizon: datetime, source=None, *, batch_size: int = 500, **kw) -> dict:
         return sync_once(
@@ -92,42 +81,13 @@ class Plant:
             conn.execute(history.delete().where(where))
         return taken
 
-    def source_rows(self, start: datetime, end: datetime) -> Counter:
-        _, h = history_tables(sa.MetaData())
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(h.c.TagName, h.c.DateTime, h.c.Value, h.c.VValue).where(h.c.TagName.in_(self.tags))
-            ).all()
-        lo, hi = start.replace(tzinfo=None), end.replace(tzinfo=None)
-        return Counter((t, d, v, vv) for t, d, v, vv in rows if lo <= d < hi)
-
-    def clickhouse_rows(self, start: datetime, end: datetime) -> Counter:
-        with self.ch.session() as client:
-            rows = client.query(
-                f"SELECT TagName, DateTime, Value, VValue FROM {TABLE} "
-                "WHERE DateTime >= {s:DateTime64(6, 'UTC')} AND DateTime < {e:DateTime64(6, 'UTC')}",
-                parameters={"s": start, "e": end},
-            ).result_rows
-        return Counter((t, d.astimezone(UTC).replace(tzinfo=None), v, vv) for t, d, v, vv in rows)
-
-    def plain_count(self) -> int:
-        with self.ch.session() as client:
-            return int(client.command(f"SELECT count() FROM {TABLE}"))
-
-    def assert_exact(self, start: datetime, end: datetime) -> int:
-        source, held = self.source_rows(start, end), self.clickhouse_rows(start, end)
-        assert held == source, {
-            "missing": sum((source - held).values()),
-            "extra": sum((held - source).values()),
-        }
-        return sum(source.values())
-
 
 @pytest.fixture
-def pg_plant(postgres_url, chdb_path, monkeypatch):
-    plant = Plant(postgres_url, chdb_path, monkeypatch)
+def pg_plant(postgres_url, clickhouse_conn, monkeypatch):
+    """A PostgreSQL historian, and ClickHouse embedded and as a server (each test runs in both)."""
+    plant = Plant(postgres_url, clickhouse_conn, monkeypatch)
     yield plant
-    plant.engine.dispose()
+    plant.close()
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -137,9 +97,9 @@ def plant(request, tmp_path, chdb_path, monkeypatch):
         if request.param == "postgresql"
         else f"sqlite:///{tmp_path}/h.db"
     )
-    plant = Plant(url, chdb_path, monkeypatch)
+    plant = Plant(url, {"conn_type": "chdb", "extra": {"chdb_path": chdb_path}}, monkeypatch)
     yield plant
-    plant.engine.dispose()
+    plant.close()
 
 
 def test_new_rows_appear_and_a_run_without_new_data_inserts_nothing(plant):
@@ -195,8 +155,8 @@ def test_late_rows_inside_the_lookback_are_captured_older_ones_by_a_backfill_rep
         tags=p.tags,
         window_start=(T0 + timedelta(hours=1)).isoformat(),
         window_end=(T0 + timedelta(hours=2)).isoformat(),
-        wonderware_conn_id="ww_sync",
-        clickhouse_conn_id="ch_sync",
+        wonderware_conn_id=Plant.wonderware_conn_id,
+        clickhouse_conn_id=Plant.clickhouse_conn_id,
     ).execute({})
     p.assert_exact(T0 + timedelta(hours=1), h3)
     assert sum(1 for r in p.clickhouse_rows(T0, h3) if r[2] == 4343.0) == 1
@@ -296,8 +256,8 @@ def test_a_sync_and_a_backfill_of_the_same_window_interleaved(pg_plant, monkeypa
         tags=p.tags,
         window_start=T0.isoformat(),
         window_end=h2.isoformat(),
-        wonderware_conn_id="ww_sync",
-        clickhouse_conn_id="ch_sync",
+        wonderware_conn_id=Plant.wonderware_conn_id,
+        clickhouse_conn_id=Plant.clickhouse_conn_id,
         batch_size=200,
     )
     monkeypatch.setattr(op, "_source_hook", lambda: paused)
@@ -415,8 +375,8 @@ def test_a_backfill_chunk_wholly_above_the_fence_writes_nothing(pg_plant, caplog
         tags=p.tags,
         window_start=(h1 - 30 * MIN).isoformat(),
         window_end=h1.isoformat(),
-        wonderware_conn_id="ww_sync",
-        clickhouse_conn_id="ch_sync",
+        wonderware_conn_id=Plant.wonderware_conn_id,
+        clickhouse_conn_id=Plant.clickhouse_conn_id,
     )
     # a stdlib logger, so caplog sees the task's lines (the task logger writes past it)
     task_log = logging.getLogger("test_sync.operator")
