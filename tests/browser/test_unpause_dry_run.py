@@ -10,9 +10,10 @@ Screenshots: ``test-artifacts/screenshots/``.
 
 from __future__ import annotations
 
-import pytest
 import time
 from urllib.parse import quote
+
+import pytest
 
 from airflow_backfill_provider.testing.browser import AirflowUI
 from airflow_backfill_provider.testing.counts import clickhouse_counts

@@ -13,11 +13,12 @@ The two workers share this machine, so each is given a host name of its own
 
 from __future__ import annotations
 
-import pytest
 import os
 import uuid
 from datetime import date
 from pathlib import Path
+
+import pytest
 
 from airflow_backfill_provider.testing.counts import client_counts, source_days
 from airflow_backfill_provider.testing.services import create_database, redis_server

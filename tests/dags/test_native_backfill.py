@@ -9,12 +9,12 @@ are active.
 
 from __future__ import annotations
 
-import pytest
 import itertools
 import os
 from datetime import date, datetime
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from airflow_backfill_provider.testing.counts import clickhouse_counts, source_days

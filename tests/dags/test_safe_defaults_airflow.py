@@ -9,12 +9,13 @@ set, ``airflow dags trigger --logical-date`` before it is refused, naming both d
 
 from __future__ import annotations
 
-import pytest
 import json
 import os
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+import pytest
 
 from airflow_backfill_provider.testing.counts import clickhouse_counts
 from airflow_backfill_provider.testing.stack import AirflowStack, ui_env

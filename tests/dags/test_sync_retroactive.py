@@ -13,7 +13,6 @@ adds the column to the table and asks for a native backfill (`POST /api/v2/backf
 
 from __future__ import annotations
 
-import pytest
 import json
 import os
 import time
@@ -21,6 +20,7 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from airflow_backfill_provider.historian.queries import history_tables
