@@ -3,14 +3,15 @@
 A PostgreSQL historian whose second day cannot be read (a function in the History view raises for
 it), three daily intervals: day 2 fails, days 1 and 3 land. After the source is fixed,
 `--reprocess-behavior failed` re-runs exactly day 2 and every interval ends exact. The chunks run
-in the pool `WONDERWARE_BACKFILL_POOL` names: with one slot, never two at once, although three runs
-are active.
+in the pool `WONDERWARE_BACKFILL_POOL` names. Until the pool exists they wait, and the runs' notes
+say why; once it exists with one slot, they run, never two at once although three runs are active.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import time
 from datetime import date, datetime
 from pathlib import Path
 
@@ -57,7 +58,6 @@ def test_native_backfill_then_reprocess_failed(postgres_url, tmp_path):
         },
     )
     stack.prepare("wonderware_backfill")
-    stack.cli("pools", "set", "historian", "1", "one historian session at a time")
     backfill = backfill_args(
         "wonderware_backfill",
         JAN1,
@@ -67,6 +67,20 @@ def test_native_backfill_then_reprocess_failed(postgres_url, tmp_path):
     )
     stack.cli(*backfill)
     with stack.running():
+        # The pool does not exist yet: the chunks are made and wait, and each run's note says why.
+        notes = poll(
+            lambda: stack.query(
+                "SELECT n.content FROM dag_run r JOIN dag_run_note n ON n.dag_run_id = r.id "
+                "WHERE r.dag_id = 'wonderware_backfill'"
+            )
+        )
+        assert all("Airflow had no pool 'historian' (task fetch_insert)" in note for (note,) in notes), notes
+        waiting = "SELECT state, start_date FROM task_instance WHERE task_id = 'fetch_insert'"
+        poll(lambda: stack.query(f"{waiting} AND state = 'scheduled'"))  # plan made the chunks
+        time.sleep(5)  # a scheduler loop is 1 s: a chunk that could start has started by now
+        assert {start for _, start in stack.query(waiting)} == {None}
+        assert {state for state, _ in stack.query(waiting)} <= {None, "scheduled"}
+        stack.cli("pools", "set", "historian", "1", "one historian session at a time")
         runs = stack.wait_for_runs("wonderware_backfill", expected=3, timeout=420)
     states = {str(r["data_interval_start"])[:10]: r["state"] for r in runs}
     assert states == {"2025-01-01": "success", "2025-01-02": "failed", "2025-01-03": "success"}
@@ -101,3 +115,13 @@ def test_native_backfill_then_reprocess_failed(postgres_url, tmp_path):
 def _instant(value) -> datetime:
     """A metadata timestamp as a datetime (SQLite hands back text)."""
     return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
+def poll(query, timeout: float = 120) -> list:
+    """The first non-empty answer of ``query``, asked once a second."""
+    deadline = time.monotonic() + timeout
+    while not (rows := query()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing after {timeout:.0f}s")
+        time.sleep(1)
+    return rows
