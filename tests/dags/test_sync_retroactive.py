@@ -61,6 +61,14 @@ def finished_sync_runs(stack: AirflowStack) -> list[tuple]:
     )
 
 
+def more_sync_runs(stack: AirflowStack, n: int) -> None:
+    """Trigger ``n`` sync runs (rather than wait for the minute's) and wait until they have ended."""
+    done = len(finished_sync_runs(stack))
+    for _ in range(n):
+        stack.cli("dags", "trigger", "wonderware_sync")
+    wait(stack, "SELECT 1", lambda _: len(finished_sync_runs(stack)) >= done + n, timeout=200)
+
+
 def clickhouse_tag_rows(tag: str) -> Counter:
     from airflow_backfill_provider.hooks.clickhouse import ClickHouseBackfillHook
 
@@ -159,9 +167,7 @@ def test_new_tags_and_new_columns_are_backfilled_retroactively_through_airflow(
         conf = json.loads(conf) if isinstance(conf, str) else conf
         assert conf["tags"] == [NEW_TAG] and conf["range_start"].startswith(history_start.isoformat()[:16])
 
-        # two more sync runs: the request is not repeated
-        done = len(finished_sync_runs(stack))
-        wait(stack, "SELECT 1", lambda _: len(finished_sync_runs(stack)) >= done + 2, timeout=200)
+        more_sync_runs(stack, 2)  # the request is not repeated
         assert all(state == "success" for _, state in finished_sync_runs(stack))
         backfill_runs = stack.query(
             "SELECT run_id FROM dag_run WHERE dag_id = 'wonderware_backfill' AND run_type = 'manual'"
@@ -231,9 +237,7 @@ def test_new_tags_and_new_columns_are_backfilled_retroactively_through_airflow(
         )
         # from the start of the daily interval that holds the history start
         assert behavior == "completed" and str(from_date).startswith(f"{history_start.date()} 00:00:00")
-        # the next sync runs ask for nothing more
-        done = len(finished_sync_runs(stack))
-        wait(stack, "SELECT 1", lambda _: len(finished_sync_runs(stack)) >= done + 1, timeout=200)
+        more_sync_runs(stack, 1)  # the next sync run asks for nothing more
         assert stack.query("SELECT count(*) FROM backfill") == [(1,)]
     assert "Quality" in clickhouse_columns()
     # the new tag's rows, loaded before the column existed, now hold the source's Quality (below the
