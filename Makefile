@@ -29,11 +29,10 @@ demo: install
 
 # Two pytest workers (pytest-xdist), whole files each (a module's Temporal server, browser or stack
 # stays in one worker): most of the end-to-end tests' time is waiting on the scheduler and task
-# processes, so two run side by side even on two cores. Files go out in collection order, which
-# puts the end-to-end ones first (tests/conftest.py). PYTEST_WORKERS=0 runs in one process.
+# processes, so two run side by side even on two cores. PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= 2
 test: install system-deps
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile tests
 
 lint: install
 	$(VENV)/bin/ruff check airflow_backfill_provider dags tests scripts

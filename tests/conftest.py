@@ -26,13 +26,6 @@ os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 from airflow_backfill_provider.testing.services import create_database, postgres_server  # noqa: E402
 
 
-def pytest_collection_modifyitems(items):
-    """End-to-end modules (``pytestmark = pytest.mark.end_to_end``: a scheduler, a browser, minutes
-    each) run first, so that `make test`'s two workers (``--dist loadfile --no-loadscope-reorder``)
-    share them and the quick files fill the gaps, instead of one worker ending on a queue of them."""
-    items.sort(key=lambda item: item.get_closest_marker("end_to_end") is None)  # stable
-
-
 @pytest.fixture(scope="session")
 def airflow_db():
     """A fresh Airflow metadata database for the session (SQLite in the temp AIRFLOW_HOME)."""

@@ -13,12 +13,8 @@ from __future__ import annotations
 import time
 from urllib.parse import quote
 
-import pytest
-
 from airflow_backfill_provider.testing.browser import AirflowUI
 from airflow_backfill_provider.testing.counts import clickhouse_counts
-
-pytestmark = pytest.mark.end_to_end  # scheduled first: see tests/conftest.py
 
 DAG_ID = "wonderware_backfill"
 FINISHED = ("success", "failed")

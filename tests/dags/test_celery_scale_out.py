@@ -18,13 +18,9 @@ import uuid
 from datetime import date
 from pathlib import Path
 
-import pytest
-
 from airflow_backfill_provider.testing.counts import client_counts, source_days
 from airflow_backfill_provider.testing.services import create_database, redis_server
 from airflow_backfill_provider.testing.stack import AirflowStack, backfill_args, wonderware_backfill_env
-
-pytestmark = pytest.mark.end_to_end  # scheduled first: see tests/conftest.py
 
 DAGS_FOLDER = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
 DAG_ID = "wonderware_backfill"

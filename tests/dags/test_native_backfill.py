@@ -15,14 +15,11 @@ import time
 from datetime import date, datetime
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from airflow_backfill_provider.testing.counts import clickhouse_counts, source_days
 from airflow_backfill_provider.testing.faults import faulty_historian
 from airflow_backfill_provider.testing.stack import AirflowStack, backfill_args, wonderware_backfill_env
-
-pytestmark = pytest.mark.end_to_end  # scheduled first: see tests/conftest.py
 
 DAGS_FOLDER = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
 JAN1, JAN3 = date(2025, 1, 1), date(2025, 1, 3)

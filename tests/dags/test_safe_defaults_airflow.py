@@ -15,12 +15,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import pytest
-
 from airflow_backfill_provider.testing.counts import clickhouse_counts
 from airflow_backfill_provider.testing.stack import AirflowStack, ui_env
-
-pytestmark = pytest.mark.end_to_end  # scheduled first: see tests/conftest.py
 
 DAGS_FOLDER = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
 DAG = "wonderware_backfill"

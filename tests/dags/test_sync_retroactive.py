@@ -20,7 +20,6 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from airflow_backfill_provider.historian.queries import history_tables
@@ -28,8 +27,6 @@ from airflow_backfill_provider.historian.retroactive import COLUMN, request_id
 from airflow_backfill_provider.testing.services import create_database
 from airflow_backfill_provider.testing.simulator import SimulatorConfig, simulate
 from airflow_backfill_provider.testing.stack import AirflowStack, ui_env
-
-pytestmark = pytest.mark.end_to_end  # scheduled first: see tests/conftest.py
 
 DAGS_FOLDER = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
 UTC = timezone.utc

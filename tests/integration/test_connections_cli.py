@@ -24,8 +24,6 @@ from airflow_backfill_provider.testing.simulator import SimulatorConfig, simulat
 from airflow_backfill_provider.testing.stack import AIRFLOW, AirflowStack, ui_env
 from airflow_backfill_provider.testing.tls import client_key_and_cert
 
-pytestmark = pytest.mark.end_to_end  # scheduled first: see tests/conftest.py
-
 PG_PASSWORD = f"canary-pg-{secrets.token_hex(6)}"  # the real password of the PostgreSQL historian
 HISTORIAN = SimulatorConfig(start=datetime(2025, 1, 1), end=datetime(2025, 1, 1, 2), tags=6, rate=600)
 

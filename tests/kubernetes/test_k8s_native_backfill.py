@@ -31,8 +31,6 @@ from airflow_backfill_provider.testing.services import temporal_dev_server
 from airflow_backfill_provider.testing.stack import AirflowStack, backfill_args
 from airflow_backfill_provider.testing.temporal_worker import WorkerThread
 
-pytestmark = pytest.mark.end_to_end  # scheduled first: see tests/conftest.py
-
 DAG_FILE = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / "k8s_job_backfill.py"
 DAG_ID = "k8s_job_backfill"
 DAYS = int(os.environ.get("K8S_BACKFILL_DAYS", "3"))
