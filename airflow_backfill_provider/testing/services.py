@@ -41,6 +41,18 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
+def stop_process(proc: subprocess.Popen, timeout: float) -> None:
+    """Ask ``proc`` to end (SIGTERM); kill it if it has not within ``timeout`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def wait_http(url: str, timeout: float = 30.0) -> None:
     """Wait until ``url`` answers 200 (a server's port can open before its app is loaded)."""
     deadline = time.monotonic() + timeout
@@ -84,12 +96,7 @@ def temporal_dev_server(
         _wait_temporal_healthy(cli, f"127.0.0.1:{port}", timeout=60)
         yield f"127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 10)
 
 
 def _wait_temporal_healthy(cli: str, address: str, timeout: float) -> None:
@@ -188,9 +195,8 @@ class RedisServer:
         return self
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            self._proc.wait(10)
+        if self._proc is not None:
+            stop_process(self._proc, 10)
         self._proc = None
 
 

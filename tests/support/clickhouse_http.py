@@ -522,7 +522,7 @@ def clickhouse_http_server(
 ) -> Iterator[ClickHouseEndpoint]:
     """Start the endpoint in its own process on a free loopback port for the engine at ``path``;
     yield its :class:`ClickHouseEndpoint`; stop it on exit."""
-    from airflow_backfill_provider.testing.services import free_port, wait_http
+    from airflow_backfill_provider.testing.services import free_port, stop_process, wait_http
 
     password = password or secrets.token_hex(8)
     port = free_port()
@@ -536,12 +536,7 @@ def clickhouse_http_server(
         wait_http(f"http://127.0.0.1:{port}/ping", 60)
         yield ClickHouseEndpoint("127.0.0.1", port, user, password, str(path))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 15)
 
 
 def main(argv: list[str] | None = None) -> None:
