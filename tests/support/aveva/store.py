@@ -157,7 +157,7 @@ class HistorianStore:
                 ]
                 rows = [
                     (tag, us, v, vv, q, qd, opc, 0)
-                    for us, (tag, v, vv, q, qd, opc) in zip(micros, zip(*cols))
+                    for us, (tag, v, vv, q, qd, opc) in zip(micros, zip(*cols, strict=True), strict=True)
                 ]
                 conn.executemany("INSERT INTO Points VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
                 for tag in cols[0]:
