@@ -8,6 +8,7 @@ pre-encoded result is another (the benchmarks' source limit).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -64,12 +65,18 @@ class PreEncoded:
 
 @dataclass
 class Session:
-    """What the endpoint knows of one client connection; a backend may keep its own state in ``state``."""
+    """What the endpoint knows of one client connection; a backend may keep its own state in ``state``.
+
+    ``cancelled`` is set by the endpoint while a client's ATTENTION (a cancel, e.g. its query
+    timeout) for the running request is pending: a deliberately slow backend can wait on it
+    (``session.cancelled.wait(seconds)``) instead of sleeping, so a cancel is acknowledged at once.
+    """
 
     login: str
     database: str
     spid: int
     state: dict = field(default_factory=dict)
+    cancelled: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
 
 class Backend(Protocol):
