@@ -50,7 +50,7 @@ def fill(hook, tags: list[str], rows: int, before: datetime) -> float:
             f"INSERT INTO {TABLE} (DateTime, TagName, Value, Quality, wwRetrievalMode, wwVersion, wwTimeZone) "
             "SELECT fromUnixTimestamp64Micro({lo:Int64} + toInt64(number) * {step:Int64}, 'UTC'), "
             "arrayElement({tags:Array(String)}, 1 + number % length({tags:Array(String)})), "
-            "number / 7, 0, 'Delta', 'Latest', 'UTC' FROM numbers({rows:UInt64})",
+            "number / 7, 0, 'Full', 'Latest', 'UTC' FROM numbers({rows:UInt64})",
             parameters={"lo": int(lo.timestamp() * 1e6), "step": step_us, "rows": rows, "tags": tags},
         )
     return time.perf_counter() - started

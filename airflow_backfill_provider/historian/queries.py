@@ -23,10 +23,20 @@ from airflow_backfill_provider.historian.schema import (
 )
 
 # AVEVA's History is an extension table: wwRetrievalMode, wwVersion and wwTimeZone in the WHERE
-# clause are retrieval options, not filters on stored values. 'Delta' returns the stored values
-# (no interpolation), 'Latest' the newest version of revised data, 'UTC' makes both the WHERE
-# instants and the returned DateTime UTC, so that DST never folds or skips an hour.
-DEFAULT_RETRIEVAL_MODE = "Delta"
+# clause are retrieval options, not filters on stored values (docs.aveva.com, bundle sp-historian,
+# pages cited). 'Full' returns every stored value (329511, 67296); 'Delta' would drop a value equal
+# to the previous row returned, and that row depends on where the window starts (67297), so what a
+# window holds would depend on the chunking. 'Latest' is the newest version of revised data (72196);
+# 'UTC' makes both the WHERE instants and the returned DateTime UTC, so that DST never folds or
+# skips an hour.
+RETRIEVAL_MODE = "Full"
+# With `DateTime >= start` the Historian adds an *initial value* at the start of every query, which
+# it makes and does not store (67304, 67311 for Full): the last earlier value re-stamped to the start
+# with Quality 133, or, with no earlier value, a NULL with QualityDetail 65536. Leaving them out keeps
+# exactly the stored values, and a stored value exactly on the start is still returned (it is not an
+# initial value). The exclusive `DateTime > start` returns no initial value but would lose that row.
+INITIAL_VALUE_QUALITY = 133
+NO_DATA_QUALITY_DETAIL = 65536
 DEFAULT_VERSION = "Latest"
 DEFAULT_TIME_ZONE = "UTC"
 # SQL Server accepts at most 2,100 parameters per statement; each tag is one.
@@ -88,8 +98,6 @@ class Historian:
         start: datetime,
         end: datetime,
         *,
-        inclusive_start: bool = True,
-        retrieval_mode: str | None = DEFAULT_RETRIEVAL_MODE,
         version: str | None = DEFAULT_VERSION,
         time_zone: str | None = DEFAULT_TIME_ZONE,
     ) -> list[ColumnElement]:
@@ -98,8 +106,6 @@ class Historian:
             self.history.c.TagName.in_(list(tags)),
             naive_utc(start),
             naive_utc(end),
-            inclusive_start=inclusive_start,
-            retrieval_mode=retrieval_mode or None,
             version=version or None,
             time_zone=time_zone or None,
         )
@@ -110,22 +116,28 @@ class Historian:
         start,
         end,
         *,
-        inclusive_start: bool,
-        retrieval_mode,
         version,
         time_zone,
     ) -> list[ColumnElement]:
-        """The History WHERE clause; ``start``/``end``/options are values or columns of a params table."""
+        """The History WHERE clause; ``start``/``end``/options are values or columns of a params table.
+
+        Exactly the stored values of ``[start, end)``, however the range is cut: Full retrieval, the
+        inclusive start without the initial value it makes, the exclusive end (a row exactly on a
+        boundary belongs to the later window).
+        """
         h = self.history
         dt = h.c.DateTime
         conds = [] if tag_filter is None else [tag_filter]
         conds += [
-            dt >= start if inclusive_start else dt > start,
-            # The end is always exclusive: a row exactly on a boundary belongs to the later window.
+            dt >= start,
             dt < end,
+            h.c.wwRetrievalMode == sa.literal_column(f"'{RETRIEVAL_MODE}'"),
+            # COALESCE: a Historian never returns NULL qualities, but a copy of History may hold them
+            sa.func.coalesce(h.c.Quality, sa.literal_column("0"))
+            != sa.literal_column(str(INITIAL_VALUE_QUALITY)),
+            sa.func.coalesce(h.c.QualityDetail, sa.literal_column("0"))
+            != sa.literal_column(str(NO_DATA_QUALITY_DETAIL)),
         ]
-        if retrieval_mode is not None:
-            conds.append(h.c.wwRetrievalMode == retrieval_mode)
         if version is not None:
             conds.append(h.c.wwVersion == version)
         if time_zone is not None:
@@ -151,8 +163,6 @@ class Historian:
         params: sa.Table,
         *,
         columns: Sequence[Column] = HISTORY_COLUMNS,
-        inclusive_start: bool = True,
-        retrieval_mode: str | None = DEFAULT_RETRIEVAL_MODE,
         version: str | None = DEFAULT_VERSION,
         time_zone: str | None = DEFAULT_TIME_ZONE,
     ) -> sa.Select:
@@ -181,8 +191,6 @@ class Historian:
                 ),
                 value(p.c.WindowStart),
                 value(p.c.WindowEnd),
-                inclusive_start=inclusive_start,
-                retrieval_mode=value(p.c.RetrievalMode) if retrieval_mode else None,
                 version=value(p.c.Version) if version else None,
                 time_zone=value(p.c.TimeZone) if time_zone else None,
             )
@@ -224,7 +232,6 @@ def window_params_table(metadata: sa.MetaData, name: str = "abp_history_window")
         sa.Column("TagName", sa.Unicode(256)),
         sa.Column("WindowStart", sa.DateTime(timezone=False)),
         sa.Column("WindowEnd", sa.DateTime(timezone=False)),
-        sa.Column("RetrievalMode", sa.Unicode()),
         sa.Column("Version", sa.Unicode()),
         sa.Column("TimeZone", sa.Unicode()),
         prefixes=["TEMPORARY"],
@@ -236,7 +243,6 @@ def window_params(
     start: datetime,
     end: datetime,
     *,
-    retrieval_mode: str | None = DEFAULT_RETRIEVAL_MODE,
     version: str | None = DEFAULT_VERSION,
     time_zone: str | None = DEFAULT_TIME_ZONE,
 ):
@@ -253,7 +259,6 @@ def window_params(
             "TagName": pa.array(unique, pa.string()),
             "WindowStart": pa.array([naive_utc(start)] * n, ts),
             "WindowEnd": pa.array([naive_utc(end)] * n, ts),
-            "RetrievalMode": pa.array([retrieval_mode or None] * n, pa.string()),
             "Version": pa.array([version or None] * n, pa.string()),
             "TimeZone": pa.array([time_zone or None] * n, pa.string()),
         }

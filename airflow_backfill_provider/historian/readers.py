@@ -74,7 +74,6 @@ def iter_arrow_batches(
     end: datetime,
     *,
     batch_size: int,
-    inclusive_start: bool = True,
     streams: int = 1,
     columns: Sequence[Column] = HISTORY_COLUMNS,
     **options: Any,
@@ -92,12 +91,11 @@ def iter_arrow_batches(
         unique = list(dict.fromkeys(tags))
         groups = [unique[i :: max(1, streams)] for i in range(min(max(1, streams), len(unique)))]
         sources = [
-            _iter_postgresql(url, historian, g, start, end, batch_size, inclusive_start, columns, options)
-            for g in groups
+            _iter_postgresql(url, historian, g, start, end, batch_size, columns, options) for g in groups
         ]
         raw = sources[0] if len(sources) == 1 else _interleave(sources, depth=2)
     elif backend == "sqlite":
-        raw = _iter_sqlite(url, historian, tags, start, end, batch_size, inclusive_start, columns, options)
+        raw = _iter_sqlite(url, historian, tags, start, end, batch_size, columns, options)
     else:
         raise ValueError(f"No Arrow reader for {backend!r}; use the DB-API reader.")
     for batch in raw:
@@ -162,7 +160,7 @@ def _interleave(sources: list[Iterator], depth: int) -> Iterator:
             t.join()
 
 
-def _iter_postgresql(url, historian, tags, start, end, batch_size, inclusive_start, columns, options):
+def _iter_postgresql(url, historian, tags, start, end, batch_size, columns, options):
     import psycopg
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -173,9 +171,7 @@ def _iter_postgresql(url, historian, tags, start, end, batch_size, inclusive_sta
     dialect = postgresql.dialect()
     params = window_params_table(sa.MetaData())
     sql = str(
-        historian.history_query_from_params(
-            params, columns=columns, inclusive_start=inclusive_start, **options
-        ).compile(dialect=dialect)
+        historian.history_query_from_params(params, columns=columns, **options).compile(dialect=dialect)
     )
     values = window_params(tags, start, end, **options)
     # The CSV parser's types: naive timestamps (UTC wall time, see normalize_batch), the rest as stored.
@@ -226,7 +222,7 @@ def _iter_postgresql(url, historian, tags, start, end, batch_size, inclusive_sta
         conn.close()
 
 
-def _iter_sqlite(url, historian, tags, start, end, batch_size, inclusive_start, columns, options):
+def _iter_sqlite(url, historian, tags, start, end, batch_size, columns, options):
     import adbc_driver_sqlite
     import pyarrow as pa
     import sqlalchemy as sa
@@ -235,9 +231,7 @@ def _iter_sqlite(url, historian, tags, start, end, batch_size, inclusive_start, 
     path = url.database
     if not path or path == ":memory:":
         raise ValueError("The Arrow reader needs an SQLite file, not an in-memory database.")
-    stmt = historian.history_query(
-        tags, start, end, columns=columns, inclusive_start=inclusive_start, **options
-    )
+    stmt = historian.history_query(tags, start, end, columns=columns, **options)
     # The driver infers each column's type from the values of the first batch, and a column that is
     # NULL there (wwUnit of discrete tags, say) becomes INT64, so a later text value fails the read.
     # A first row with a typed value in every column fixes the types; it is dropped below.

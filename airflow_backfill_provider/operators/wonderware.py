@@ -9,7 +9,6 @@ from airflow.sdk import BaseOperator
 
 from airflow_backfill_provider.exceptions import ConfigurationError, fail_without_retry
 from airflow_backfill_provider.historian.queries import (
-    DEFAULT_RETRIEVAL_MODE,
     DEFAULT_TIME_ZONE,
     DEFAULT_VERSION,
 )
@@ -42,7 +41,6 @@ class WonderwareToClickHouseOperator(BaseOperator):
     :param wonderware_conn_id: connection of type ``wonderware``.
     :param clickhouse_conn_id: connection of type ``clickhouse`` (extra ``chdb_path`` for embedded).
     :param batch_size: rows per source batch; bounds memory.
-    :param retrieval_mode: History ``wwRetrievalMode`` (default ``Delta``).
     :param version: History ``wwVersion`` (default ``Latest``).
     :param time_zone: History ``wwTimeZone`` (default ``UTC``); ``None`` to leave it out.
     :param dry_run: count the source rows and log what would be loaded; write nothing (templated).
@@ -76,7 +74,6 @@ class WonderwareToClickHouseOperator(BaseOperator):
         wonderware_conn_id: str = "wonderware_default",
         clickhouse_conn_id: str = "clickhouse_default",
         batch_size: int = DEFAULT_BATCH_SIZE,
-        retrieval_mode: str | None = DEFAULT_RETRIEVAL_MODE,
         version: str | None = DEFAULT_VERSION,
         time_zone: str | None = DEFAULT_TIME_ZONE,
         dry_run: bool | str = False,
@@ -93,7 +90,6 @@ class WonderwareToClickHouseOperator(BaseOperator):
         self.wonderware_conn_id = wonderware_conn_id
         self.clickhouse_conn_id = clickhouse_conn_id
         self.batch_size = batch_size
-        self.retrieval_mode = retrieval_mode
         self.version = version
         self.time_zone = time_zone
         self.dry_run = dry_run
@@ -121,7 +117,6 @@ class WonderwareToClickHouseOperator(BaseOperator):
         )
         source = self._source_hook()
         options = {
-            "retrieval_mode": self.retrieval_mode,
             "version": self.version,
             "time_zone": self.time_zone,
         }

@@ -39,18 +39,18 @@ _ANALOG_KINDS = (  # name, unit, base, amplitude
 _DISCRETE_KINDS = ("MotorRunning", "ValveOpen", "PumpOn", "AlarmActive")
 _STRING_KINDS = ("MachineState", "BatchPhase", "OperatingMode")
 
-# Quality codes (AVEVA Historian): Quality 0 good, 1 bad, 133 initial value of a delta request;
-# QualityDetail 192 good, 24 bad (comm failure), 44 first good value after a gap;
-# OPCQuality 192 good, 24 bad (comm failure).
-_GOOD, _BAD, _INITIAL = 0, 1, 133
+# Quality codes (AVEVA Historian): Quality 0 good, 1 bad (stored values; 133 marks an initial value,
+# which a query makes and the Historian never stores); QualityDetail 192 good, 24 bad (comm
+# failure), 44 first good value after a gap; OPCQuality 192 good, 24 bad (comm failure).
+_GOOD, _BAD = 0, 1
 _QD_GOOD, _QD_BAD, _QD_AFTER_GAP, _OPC_GOOD, _OPC_BAD = 192, 24, 44, 192, 24
 _BLOCK_SAMPLES = 8192  # samples per (tag, block) generation unit; fixed so output ignores slice size
-# Columns that are the same on every row, as a Delta/Latest query in UTC returns them.
+# Columns that are the same on every row, as a Full/Latest query in UTC returns them.
 CONSTANT_COLUMNS: Mapping[str, object] = {
     "wwRowCount": 0,
     "wwResolution": 0,
     "wwEdgeDetection": "None",
-    "wwRetrievalMode": "Delta",
+    "wwRetrievalMode": "Full",
     "wwTimeDeadband": 0,
     "wwValueDeadband": 0.0,
     "wwTimeZone": "UTC",
@@ -303,8 +303,6 @@ def _generate(config: SimulatorConfig, tag: SimTag, block: int, t: np.ndarray, c
             value = np.full(n, np.nan)
             vcode = state.astype(np.int64)
         carry[tag.index] = int(state[-1])
-    if block == 0:
-        quality[0] = _INITIAL if quality[0] == _GOOD else quality[0]
     opc = np.where(quality == _BAD, _OPC_BAD, _OPC_GOOD)
     return value, vcode, quality, detail, opc
 

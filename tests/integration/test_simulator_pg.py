@@ -60,7 +60,7 @@ def test_bulk_load_200k_rows(postgres_url):
         constants = conn.execute(
             sa.select(history.c.wwRetrievalMode, history.c.wwVersion, history.c.wwTimeZone).distinct()
         ).all()
-        assert constants == [("Delta", "Latest", "UTC")]
+        assert constants == [("Full", "Latest", "UTC")]
         column_type = conn.exec_driver_sql(
             "SELECT data_type FROM information_schema.columns WHERE table_name = 'History' "
             "AND column_name = 'DateTime'"

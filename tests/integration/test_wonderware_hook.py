@@ -38,7 +38,7 @@ def historian(request, tmp_path, monkeypatch):
     return WonderwareHook("ww_test"), url
 
 
-def raw_counts(url, start, end, *, exclusive_start=False, by_hour=False):
+def raw_counts(url, start, end, *, by_hour=False):
     """Counted in Python over every History row read with plain SQL: independent of the hook's
     query, and of how each database compares a bound instant with its stored DateTime."""
     engine = sa.create_engine(url)
@@ -52,7 +52,7 @@ def raw_counts(url, start, end, *, exclusive_start=False, by_hour=False):
     for tag, ts in rows:
         if isinstance(ts, str):  # SQLite keeps DateTime as text
             ts = datetime.fromisoformat(ts)
-        if not ((lo < ts) if exclusive_start else (lo <= ts)) or not ts < hi:
+        if not lo <= ts < hi:
             continue
         key = (tag, ts.strftime("%Y-%m-%d %H:00:00")) if by_hour else tag
         counts[key] = counts.get(key, 0) + 1
@@ -81,7 +81,7 @@ def test_counts_per_tag_and_hour_match_raw_sql(historian):
     assert hook.count_rows(tags, T0, end, by_hour=True) == raw_counts(url, T0, end, by_hour=True)
 
 
-def test_stream_batches_half_open_and_exclusive_start(historian):
+def test_stream_batches_half_open(historian):
     hook, url = historian
     tags = hook.discover_tags()
     midnight = T0 + timedelta(days=1)
@@ -91,10 +91,10 @@ def test_stream_batches_half_open_and_exclusive_start(historian):
     assert rows == sum(raw_counts(url, T0, midnight).values())
     times = [t for b in batches for t in b.column("DateTime").to_pylist()]
     assert min(times) == T0 and max(times) < midnight  # the start row in, the end row out
-    # exclusive start (the sync's watermark read) leaves out the rows exactly at the start
-    after = sum(b.num_rows for b in hook.iter_history_batches(tags, T0, midnight, inclusive_start=False))
-    assert after == sum(raw_counts(url, T0, midnight, exclusive_start=True).values())
-    assert rows - after == len(tags)  # one boundary row per tag at midnight
+    # one stored row per tag exactly at the start: in this window, and not in the one before
+    assert sum(t == T0 for t in times) == len(tags)
+    before = [b for b in hook.iter_history_batches(tags, T0 - timedelta(hours=1), T0)]
+    assert T0 not in [t for b in before for t in b.column("DateTime").to_pylist()]
     values = [v for b in batches for v in b.column("Value").to_pylist()]
     assert None in values  # NULL Values (string tags, bad quality) are kept
 

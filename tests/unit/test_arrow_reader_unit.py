@@ -34,20 +34,24 @@ def test_reader_choice():
 def test_params_query_holds_no_value_and_keeps_the_filters():
     params = window_params_table(sa.MetaData())
     sql = str(Historian().history_query_from_params(params).compile(dialect=postgresql.dialect()))
-    assert "%(" not in sql and "$1" not in sql and "'" not in sql  # nothing bound, nothing inlined
+    assert "%(" not in sql and "$1" not in sql  # nothing bound
+    # nothing inlined but the provider's own constant: the retrieval mode
+    assert sql.count("'") == 2 and "\"wwRetrievalMode\" = 'Full'" in sql
     where = sql.split("WHERE", 1)[1]
     assert '"History"."TagName" = ANY (CAST((SELECT array_agg(abp_history_window."TagName")' in where
     assert '"History"."DateTime" >= (SELECT max(abp_history_window."WindowStart")' in where
     assert '"History"."DateTime" < (SELECT max(abp_history_window."WindowEnd")' in where
-    for option in ("wwRetrievalMode", "wwVersion", "wwTimeZone"):
+    for option in ("wwVersion", "wwTimeZone"):
         assert f'"History"."{option}" = (SELECT max(' in where
-    assert "Value" not in where  # NULL Values are kept
-    exclusive = str(
-        Historian()
-        .history_query_from_params(params, inclusive_start=False, version=None)
-        .compile(dialect=postgresql.dialect())
+    # the initial values a Historian makes at the start are left out (AVEVA 67304)
+    assert (
+        'coalesce("History"."Quality", 0) != 133 AND coalesce("History"."QualityDetail", 0) != 65536' in where
     )
-    assert '"DateTime" > (SELECT' in exclusive and "wwVersion" not in exclusive.split("WHERE", 1)[1]
+    assert '"Value"' not in where  # NULL Values are kept
+    without_version = str(
+        Historian().history_query_from_params(params, version=None).compile(dialect=postgresql.dialect())
+    )
+    assert "wwVersion" not in without_version.split("WHERE", 1)[1]
 
 
 def test_window_params_rows():
@@ -56,7 +60,7 @@ def test_window_params_rows():
     )
     assert table.column("TagName").to_pylist() == [HOSTILE, "A"]
     assert table.column("WindowStart").to_pylist() == [datetime(2025, 1, 1, 1)] * 2  # naive UTC
-    assert table.column("RetrievalMode").to_pylist() == ["Delta"] * 2
+    assert "RetrievalMode" not in table.column_names  # a constant of the query, not a value
     assert table.column("Version").to_pylist() == [None, None]
 
 

@@ -54,11 +54,14 @@ def test_tag_discovery_tsql():
 
 def test_history_tsql_half_open_window_all_columns_no_value_filter():
     sql, params = tsql(Historian().history_query(["Tank.Level", HOSTILE], START, END))
+    # Full retrieval from an inclusive start, without the initial value the Historian makes there
+    # (AVEVA pages 329511, 67304): exactly the stored values of [start, end), however it is cut.
     assert sql == (
         f"SELECT {HISTORY_COLUMNS_TSQL} \nFROM [History] \n"
         "WHERE [History].[TagName] IN (%(TagName_1_1)s, %(TagName_1_2)s) "
         "AND [History].[DateTime] >= %(DateTime_1)s AND [History].[DateTime] < %(DateTime_2)s "
-        "AND [History].[wwRetrievalMode] = %(wwRetrievalMode_1)s AND [History].[wwVersion] = %(wwVersion_1)s "
+        "AND [History].[wwRetrievalMode] = 'Full' AND coalesce([History].[Quality], 0) != 133 "
+        "AND coalesce([History].[QualityDetail], 0) != 65536 AND [History].[wwVersion] = %(wwVersion_1)s "
         "AND [History].[wwTimeZone] = %(wwTimeZone_1)s"
     )
     assert params == {
@@ -66,22 +69,17 @@ def test_history_tsql_half_open_window_all_columns_no_value_filter():
         "TagName_1_2": HOSTILE,  # a bound value, never SQL text
         "DateTime_1": datetime(2025, 1, 1),
         "DateTime_2": datetime(2025, 1, 2),
-        "wwRetrievalMode_1": "Delta",
         "wwVersion_1": "Latest",
         "wwTimeZone_1": "UTC",
     }
     assert HOSTILE not in sql and "Value IS NOT NULL" not in sql
 
 
-def test_history_tsql_exclusive_start_and_schema():
-    sql, params = tsql(
-        Historian(schema="dbo").history_query(
-            ["A"], START, END, inclusive_start=False, retrieval_mode="Cyclic", version=None, time_zone=None
-        )
-    )
+def test_history_tsql_schema_and_options_left_out():
+    sql, _ = tsql(Historian(schema="dbo").history_query(["A"], START, END, version=None, time_zone=None))
     assert "FROM dbo.[History]" in sql
-    assert "dbo.[History].[DateTime] > %(DateTime_1)s AND dbo.[History].[DateTime] < %(DateTime_2)s" in sql
-    assert "wwVersion" not in sql.split("WHERE")[1] and params["wwRetrievalMode_1"] == "Cyclic"
+    assert "dbo.[History].[DateTime] >= %(DateTime_1)s AND dbo.[History].[DateTime] < %(DateTime_2)s" in sql
+    assert "wwVersion" not in sql.split("WHERE")[1] and "wwTimeZone" not in sql.split("WHERE")[1]
 
 
 def test_count_by_hour_tsql():

@@ -112,9 +112,9 @@ def test_simulator_creates_the_tables_sql_server_needs(connections):
     assert "[TagName] NVARCHAR(256) NOT NULL" in tagref and "PRIMARY KEY ([TagName])" in tagref
     assert "[DateTime] DATETIME2(7) NOT NULL" in history
     assert "[StartDateTime] DATETIME2(7) NULL" in history
-    # constant retrieval options are server defaults, so a plain Delta/Latest/UTC query finds the rows
+    # constant retrieval options are server defaults, so a plain Full/Latest/UTC query finds the rows
     for column, default in [
-        ("wwRetrievalMode", "'Delta'"),
+        ("wwRetrievalMode", "'Full'"),
         ("wwVersion", "'Latest'"),
         ("wwTimeZone", "'UTC'"),
     ]:
