@@ -145,8 +145,12 @@ class HistorianEmulator:
         )
         marks = ",".join("?" * len(_HISTORY_NAMES))
         conn.execute("BEGIN")
-        conn.executemany(f"INSERT INTO temp.History VALUES ({marks})", rows)
-        conn.execute("COMMIT")
+        try:
+            conn.executemany(f"INSERT INTO temp.History VALUES ({marks})", rows)
+        except ValueError as err:  # a retrieval option the rules refuse (mode, version, zone)
+            raise SqlError(tsql.HISTORIAN_ERROR, str(err)) from err
+        finally:
+            conn.execute("COMMIT")
         return self._run(conn, query.residual, {})
 
     def _run(self, conn: sqlite3.Connection, statement: exp.Expression, _params) -> ResultSet:

@@ -191,14 +191,12 @@ def _cyclic(tag, series, start, end, request: Request, row, tz) -> Iterator[Row]
         raise ValueError("Cyclic retrieval needs a start and an end time")
     if request.resolution_ms:
         step = timedelta(milliseconds=request.resolution_ms)
-        count = int((end - start) / step) + 1
-    else:
+        times = [start + step * i for i in range(int((end - start) / step) + 1)]
+    else:  # cycle boundaries spread evenly, the first on the start and the last on the end
         count = request.cycle_count or DEFAULT_CYCLE_COUNT
-        step = (end - start) / max(count - 1, 1)
-    for i in range(count):
-        t = start + step * i
-        if t > end:
-            break
+        span = (end - start) // timedelta(microseconds=1)
+        times = [start + timedelta(microseconds=span * i // max(count - 1, 1)) for i in range(count)]
+    for t in times:
         earlier = [p for p in series if p.time <= t]
         if earlier:
             yield row(earlier[-1], at=t)
