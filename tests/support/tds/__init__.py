@@ -16,7 +16,7 @@ from .backend import (
     SqlError,
 )
 from .replay import ReplayBackend
-from .server import RequestRecord, TdsServer
+from .server import LoginRecord, RequestRecord, TdsServer
 from .tokens import encode_result, encode_result_chunks
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "ColumnSpec",
     "PreEncoded",
     "ReplayBackend",
+    "LoginRecord",
     "RequestRecord",
     "ResultSet",
     "Session",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from . import packets as P
 from . import tokens as T
-from .backend import DATABASE_UNAVAILABLE, LOGIN_FAILED, PreEncoded, ResultSet, Session, SqlError
+from .backend import LOGIN_FAILED, PreEncoded, ResultSet, Session, SqlError
 from .requests import ProtocolError, batch_text, parse_rpc, parse_transaction_request
 
 if TYPE_CHECKING:
@@ -185,12 +185,10 @@ class RequestHandler:
                 )
             database = self.backend.login(login.username, login.password, login.database or None)
         except SqlError as exc:
-            tokens = self.error_token(exc)
-            if exc.number == DATABASE_UNAVAILABLE:  # SQL Server follows 4060 with 18456
-                tokens += self.error_token(
-                    SqlError(LOGIN_FAILED, f"Login failed for user '{login.username}'.", severity=14)
-                )
-            self.reply(tokens + T.done(T.DONE_ERROR))
+            # SQL Server follows a 4060 with an 18456 too; then db-lib reports only the 18456, so
+            # the endpoint sends the backend's error alone and the drivers show its number.
+            self.reply(self.error_token(exc) + T.done(T.DONE_ERROR))
+            self._record_login(login, login.database, self.packet_size, False)
             return False
         self.session = Session(login=login.username, database=database, spid=self.conn.spid)
         name = self.server.server_name
@@ -208,6 +206,7 @@ class RequestHandler:
         )
         self.reply(tokens)
         self.packet_size = size
+        self._record_login(login, database, size, True)
         return True
 
     # --- SQL_BATCH ---
@@ -340,10 +339,27 @@ class RequestHandler:
         self._next_transaction += 1
         return T.env_bytes(T.ENV_BEGIN_TRAN, self.transaction.to_bytes(8, "little"), b"")
 
-    def _record(self, kind: str, sql: str, params: Mapping[str, object]) -> None:
+    def _record(
+        self, kind: str, sql: str, params: Mapping[str, object], types: Mapping[str, int] | None = None
+    ) -> None:
         from .server import RequestRecord
 
-        self.server.requests.append(RequestRecord(self.conn.spid, kind, sql, dict(params)))
+        self.server.requests.append(RequestRecord(self.conn.spid, kind, sql, dict(params), dict(types or {})))
+
+    def _record_login(self, login: P.Login7, database: str, size: int, ok: bool) -> None:
+        from .server import LoginRecord
+
+        record = LoginRecord(
+            self.conn.spid,
+            login.username,
+            database,
+            login.appname,
+            login.library,
+            login.tds_version,
+            size,
+            ok,
+        )
+        self.server.logins.append(record)
 
 
 def _short(text: str) -> str:

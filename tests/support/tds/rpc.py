@@ -21,15 +21,23 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _bind(values: list[RpcParam], declaration: str) -> dict[str, object]:
+def _names(values: list[RpcParam], declaration: str) -> list[str]:
     """Name the values: their own names when the driver sent them, else the names of the @params
     declaration in order (ODBC drivers send them unnamed), else @P1, @P2..."""
     declared = declared_names(declaration)
-    out: dict[str, object] = {}
+    out = []
     for i, p in enumerate(values):
         name = p.name or (declared[i] if i < len(declared) else f"@P{i + 1}")
-        out[name if name.startswith("@") else "@" + name] = p.value
+        out.append(name if name.startswith("@") else "@" + name)
     return out
+
+
+def _bind(values: list[RpcParam], declaration: str) -> dict[str, object]:
+    return {name: p.value for name, p in zip(_names(values, declaration), values, strict=True)}
+
+
+def _types(values: list[RpcParam], declaration: str) -> dict[str, int]:
+    return {name: p.type_id for name, p in zip(_names(values, declaration), values, strict=True)}
 
 
 def _text(p: RpcParam | None) -> str:
@@ -51,7 +59,7 @@ def run_rpc_call(h: RequestHandler, reply: Reply, call: RpcCall, more: int) -> N
     try:
         if proc == "sp_executesql":
             stmt, decl = _text(at(0) if ps else None), _text(ps[1] if len(ps) > 1 else None)
-            params = _bind(ps[2:], decl)
+            params, types = _bind(ps[2:], decl), _types(ps[2:], decl)
         elif proc in ("sp_prepexec", "sp_prepare"):
             if len(ps) < 3:
                 raise SqlError(8144, f"Procedure or function {proc} has too many arguments specified.")
@@ -66,13 +74,13 @@ def run_rpc_call(h: RequestHandler, reply: Reply, call: RpcCall, more: int) -> N
                 log.debug("spid %d: sp_prepare #%d %s", h.conn.spid, handle, stmt[:300])
                 _close(h, reply, outputs, T.DONE_FINAL, 0, more)
                 return
-            params = _bind(ps[3:], decl)
+            params, types = _bind(ps[3:], decl), _types(ps[3:], decl)
         elif proc == "sp_execute":
             handle = _handle(ps[0] if ps else None)
             if handle not in h.prepared:
                 raise SqlError(8179, f"Could not find prepared statement with handle {handle}.")
             stmt, names = h.prepared[handle]
-            params = _bind(ps[1:], ", ".join(names))
+            params, types = _bind(ps[1:], ", ".join(names)), _types(ps[1:], ", ".join(names))
         elif proc == "sp_unprepare":
             h.prepared.pop(_handle(ps[0] if ps else None), None)
             h._record("rpc:sp_unprepare", "", {})
@@ -82,7 +90,7 @@ def run_rpc_call(h: RequestHandler, reply: Reply, call: RpcCall, more: int) -> N
             raise SqlError(16945, f"{proc}: server cursors are not supported by this endpoint.")
         else:  # any other procedure: the backend sees EXEC name with the named parameters
             stmt = f"EXEC {call.proc}"
-            params = _bind(ps, "")
+            params, types = _bind(ps, ""), _types(ps, "")
     except SqlError as exc:
         reply.write(h.error_token(exc))
         reply.write(T.done(T.DONE_ERROR | more, token=T.DONEPROC))
@@ -96,7 +104,7 @@ def run_rpc_call(h: RequestHandler, reply: Reply, call: RpcCall, more: int) -> N
         stmt[:300],
         {k: _brief(v) for k, v in params.items()},
     )
-    h._record(f"rpc:{proc}", stmt, params)
+    h._record(f"rpc:{proc}", stmt, params, types)
     status, count, _curcmd = h.statement(reply, stmt, params, token=T.DONEINPROC)
     if status & T.DONE_ERROR:
         reply.write(T.done(T.DONE_ERROR | more, token=T.DONEPROC))

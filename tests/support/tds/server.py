@@ -25,7 +25,7 @@ import logging
 import queue
 import socket
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .backend import Backend
 from .handlers import RequestHandler
@@ -42,6 +42,21 @@ class RequestRecord:
     kind: str  # "batch", "rpc:<proc>", "tm:<type>"
     sql: str
     params: dict
+    types: dict = field(default_factory=dict)  # RPC parameter name -> TDS type id (e.g. 0x63 NTEXT)
+
+
+@dataclass
+class LoginRecord:
+    """One successful or refused LOGIN7 (never the password)."""
+
+    spid: int
+    user: str
+    database: str
+    app: str
+    library: str
+    tds_version: int
+    packet_size: int  # as negotiated: the client's request, or 4096 when it asked for 0
+    ok: bool
 
 
 class TdsServer:
@@ -67,6 +82,7 @@ class TdsServer:
         self.version = version
         self.port = 0
         self.requests: collections.deque[RequestRecord] = collections.deque(maxlen=10_000)
+        self.logins: collections.deque[LoginRecord] = collections.deque(maxlen=1_000)
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
         self._connections: set[Connection] = set()

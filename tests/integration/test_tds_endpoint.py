@@ -1,0 +1,849 @@
+"""The TDS endpoint (tests/support/tds) against real SQL Server client drivers.
+
+No SQL Server can run on the test machines, so this endpoint stands in for SQL Server: it speaks
+MS-TDS 7.4 on loopback and hands the statements to a backend. These tests drive it with the real
+drivers the project uses or may use -- pymssql (FreeTDS db-lib), SQLAlchemy over pymssql,
+mssql-python (Microsoft's driver, ODBC Driver 18 inside), pyodbc and arrow-odbc over FreeTDS ODBC,
+and arrow-odbc over mssql-python's bundled ODBC Driver 18 -- against a tiny dict-backed backend
+defined here, and check types, errors, cancellation, dropped connections and the replay mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import re
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tests.support.tds import (
+    DATABASE_UNAVAILABLE,
+    INVALID_OBJECT,
+    LOGIN_FAILED,
+    ColumnSpec,
+    ResultSet,
+    Session,
+    SqlError,
+    TdsServer,
+)
+
+USER, PASSWORD, DATABASE = "historian", "s3cret!", "Runtime"
+FREETDS_ODBC = "/usr/lib/x86_64-linux-gnu/odbc/libtdsodbc.so"
+
+TYPED_COLUMNS = [
+    ColumnSpec("DateTime", "datetime2"),
+    ColumnSpec("TagName", "nvarchar", 100),
+    ColumnSpec("Note", "nvarchar", None),
+    ColumnSpec("Code", "varchar", 20),
+    ColumnSpec("Value", "float"),
+    ColumnSpec("Ratio", "real"),
+    ColumnSpec("Big", "bigint"),
+    ColumnSpec("Quality", "int"),
+    ColumnSpec("Small", "smallint"),
+    ColumnSpec("Tiny", "tinyint"),
+    ColumnSpec("Flag", "bit"),
+]
+UNICODE_TAG = "Tag-ä€😀"
+LONG_NOTE = "Ω" * 6000 + "-end"  # beyond NVARCHAR(4000): only NVARCHAR(MAX) (PLP) carries it
+TYPED_ROWS = [
+    (
+        dt.datetime(2024, 3, 1, 12, 30, 45, 123456),
+        UNICODE_TAG,
+        LONG_NOTE,
+        "café",
+        3.25,
+        0.5,
+        2**53 + 1,
+        -42,
+        -300,
+        255,
+        True,
+    ),
+    (dt.datetime(2024, 3, 1, 12, 31), UNICODE_TAG, None, None, None, None, None, None, None, None, None),
+    (dt.datetime(1, 1, 1), UNICODE_TAG, "", "", -1e308, -1.5, -(2**63), -(2**31), -(2**15), 0, False),
+    (
+        dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
+        UNICODE_TAG,
+        "x",
+        "z",
+        1e-300,
+        3.0,
+        2**63 - 1,
+        2**31 - 1,
+        2**15 - 1,
+        1,
+        True,
+    ),
+]
+NUMBERS_COLUMNS = [
+    ColumnSpec("n", "int", nullable=False),
+    ColumnSpec("t", "datetime2"),
+    ColumnSpec("name", "nvarchar", 50),
+    ColumnSpec("v", "float"),
+]
+T0 = dt.datetime(2024, 1, 1)
+
+
+def number_row(n: int) -> tuple:
+    return (n, T0 + dt.timedelta(seconds=n), f"Tag{n % 100}", n / 4)
+
+
+# Statements the drivers send by themselves, with what SQL Server would answer (the real backend
+# must answer them too; see the docstring of tests.support.tds.server).
+HOUSEKEEPING = {
+    "select @@version": ResultSet(
+        [ColumnSpec("", "nvarchar", 300)], [("Microsoft SQL Server 2022 (RTM) - 16.0.1000.6 (X64)",)]
+    ),
+    "select schema_name()": ResultSet([ColumnSpec("", "nvarchar", 128)], [("dbo",)]),
+    "select name from sys.system_views where name in ('dm_exec_sessions', 'dm_pdw_nodes_exec_sessions')": ResultSet(
+        [ColumnSpec("name", "nvarchar", 128)], [("dm_exec_sessions",)]
+    ),
+    "select cast('test max support' as nvarchar(max))": ResultSet(
+        [ColumnSpec("", "nvarchar", None)], [("test max support",)]
+    ),
+    "select 1 from fn_listextendedproperty(default, default, default, default, default, default, default)": ResultSet(
+        [ColumnSpec("", "int")], []
+    ),
+}
+
+
+# pyodbc asks ODBC's SQLGetTypeInfo on connect, which FreeTDS and ODBC Driver 18 turn into
+# "sp_datatype_info_100 <type>,3"; pyodbc takes the first row's PRECISION as the largest varchar,
+# nvarchar, varbinary and, for 93 (timestamp), the digits it sends of a datetime parameter
+# (datetime's 23 -> 3 fractional digits, as against a real SQL Server). Rows as SQL Server lists them.
+_TYPEINFO_COLUMNS = [
+    ColumnSpec(name, kind, 128)
+    for name, kind in [
+        ("TYPE_NAME", "varchar"),
+        ("DATA_TYPE", "smallint"),
+        ("PRECISION", "int"),
+        ("LITERAL_PREFIX", "varchar"),
+        ("LITERAL_SUFFIX", "varchar"),
+        ("CREATE_PARAMS", "varchar"),
+        ("NULLABLE", "smallint"),
+        ("CASE_SENSITIVE", "smallint"),
+        ("SEARCHABLE", "smallint"),
+        ("UNSIGNED_ATTRIBUTE", "smallint"),
+        ("MONEY", "smallint"),
+        ("AUTO_INCREMENT", "smallint"),
+        ("LOCAL_TYPE_NAME", "varchar"),
+        ("MINIMUM_SCALE", "smallint"),
+        ("MAXIMUM_SCALE", "smallint"),
+        ("SQL_DATA_TYPE", "smallint"),
+        ("SQL_DATETIME_SUB", "smallint"),
+        ("NUM_PREC_RADIX", "int"),
+        ("INTERVAL_PRECISION", "smallint"),
+        ("USERTYPE", "smallint"),
+    ]
+]
+_TYPEINFO_ROWS = {
+    12: [
+        (
+            "varchar",
+            12,
+            8000,
+            "'",
+            "'",
+            "max length",
+            1,
+            0,
+            3,
+            None,
+            0,
+            None,
+            "varchar",
+            None,
+            None,
+            12,
+            None,
+            None,
+            None,
+            2,
+        )
+    ],
+    -9: [
+        (
+            "nvarchar",
+            -9,
+            4000,
+            "N'",
+            "'",
+            "max length",
+            1,
+            0,
+            3,
+            None,
+            0,
+            None,
+            "nvarchar",
+            None,
+            None,
+            -9,
+            None,
+            None,
+            None,
+            0,
+        )
+    ],
+    -3: [
+        (
+            "varbinary",
+            -3,
+            8000,
+            "0x",
+            None,
+            "max length",
+            1,
+            0,
+            2,
+            None,
+            0,
+            None,
+            "varbinary",
+            None,
+            None,
+            -3,
+            None,
+            None,
+            None,
+            4,
+        )
+    ],
+    93: [
+        ("datetime", 93, 23, "'", "'", None, 1, 0, 3, None, 0, None, "datetime", 3, 3, 9, 3, None, None, 12),
+        (
+            "smalldatetime",
+            93,
+            16,
+            "'",
+            "'",
+            None,
+            1,
+            0,
+            3,
+            None,
+            0,
+            None,
+            "smalldatetime",
+            0,
+            0,
+            9,
+            3,
+            None,
+            None,
+            22,
+        ),
+        (
+            "datetime2",
+            93,
+            27,
+            "'",
+            "'",
+            "scale",
+            1,
+            0,
+            3,
+            None,
+            0,
+            None,
+            "datetime2",
+            0,
+            7,
+            9,
+            3,
+            None,
+            None,
+            0,
+        ),
+    ],
+}
+
+
+class DictBackend:
+    """A tiny backend: a few tables in Python, matched by regular expressions on the statement.
+
+    Parameters arrive either as RPC parameters (``@P1``...) or, from pymssql, substituted into the
+    text as literals; :meth:`_arg` accepts both.
+    """
+
+    def __init__(self) -> None:
+        self.users = {USER: PASSWORD}
+        self.databases = {DATABASE, "master"}
+        self.executed: list[str] = []
+
+    def login(self, user: str, password: str, database: str | None) -> str:
+        if self.users.get(user) != password:
+            raise SqlError(LOGIN_FAILED, f"Login failed for user '{user}'.", severity=14)
+        if database and database not in self.databases:
+            raise SqlError(
+                DATABASE_UNAVAILABLE,
+                f'Cannot open database "{database}" requested by the login. The login failed.',
+                severity=11,
+            )
+        return database or DATABASE
+
+    def execute(self, sql: str, params: Mapping[str, object], session: Session) -> Iterator[ResultSet]:
+        self.executed.append(sql)
+        norm = " ".join(sql.split()).lower().rstrip(";")
+        if norm in HOUSEKEEPING:
+            yield HOUSEKEEPING[norm]
+            return
+        if m := re.fullmatch(r"sp_datatype_info_100 (-?\d+),3", norm):
+            yield ResultSet(_TYPEINFO_COLUMNS, _TYPEINFO_ROWS.get(int(m.group(1)), []))
+            return
+        if "transaction_isolation_level" in norm:
+            yield ResultSet([ColumnSpec("TRANSACTION_ISOLATION_LEVEL", "varchar", 30)], [("READ COMMITTED",)])
+            return
+        if m := re.fullmatch(r"select top (\d+) \* from alltypes", norm):
+            yield ResultSet(TYPED_COLUMNS, TYPED_ROWS[: int(m.group(1))])
+            return
+        if m := re.fullmatch(r"select \* from alltypes where tagname = (.+)", norm):
+            tag = self._arg(sql, m.group(1), params)
+            yield ResultSet(TYPED_COLUMNS, [r for r in TYPED_ROWS if r[1] == tag])
+            return
+        if m := re.fullmatch(r"select n, t, name, v from numbers where n < (.+)", norm):
+            limit = int(self._arg(sql, m.group(1), params))
+            yield ResultSet(NUMBERS_COLUMNS, (number_row(n) for n in range(limit)))  # a generator: streamed
+            return
+        if norm.startswith("select * from echo"):  # one row per parameter: its name, type, repr
+            rows = [(k, type(v).__name__, repr(v)) for k, v in params.items()]
+            cols = [
+                ColumnSpec("name", "nvarchar", 30),
+                ColumnSpec("type", "nvarchar", 30),
+                ColumnSpec("value", "nvarchar", None),
+            ]
+            yield ResultSet(cols, rows)
+            return
+        if norm.startswith("select * from slow"):
+            session.cancelled.wait(10)  # a slow query; an ATTENTION ends the wait early
+            yield ResultSet([ColumnSpec("x", "int")], [(1,)])
+            return
+        if norm == "select * from breaks":
+            yield ResultSet([ColumnSpec("x", "int")], self._breaking_rows())
+            return
+        if norm == "select 1 as a; select 2 as b":
+            yield ResultSet([ColumnSpec("a", "int")], [(1,)])
+            yield ResultSet([ColumnSpec("b", "int")], [(2,)])
+            return
+        if m := re.match(r"select \* from (\w+)", norm):
+            raise SqlError(INVALID_OBJECT, f"Invalid object name '{m.group(1)}'.")
+        # SET ..., use [db], BEGIN/COMMIT/ROLLBACK TRAN, sp_datatype_info_100, ...: no result set.
+        yield ResultSet(rowcount=None)
+
+    @staticmethod
+    def _breaking_rows() -> Iterator[tuple]:
+        yield (1,)
+        yield (2,)
+        raise SqlError(245, "Conversion failed when converting the varchar value 'x' to data type int.")
+
+    @staticmethod
+    def _arg(sql: str, token: str, params: Mapping[str, object]) -> object:
+        token = token.strip()
+        if token.startswith("@"):
+            return params[next(k for k in params if k.lower() == token)]
+        if m := re.search(r"n?'((?:[^']|'')*)'\s*;?\s*$", sql, re.IGNORECASE):  # a literal, original case
+            return m.group(1).replace("''", "'")
+        return int(token)
+
+
+@pytest.fixture(scope="module")
+def backend() -> DictBackend:
+    return DictBackend()
+
+
+@pytest.fixture(scope="module")
+def server(backend: DictBackend) -> Iterator[TdsServer]:
+    with TdsServer(backend) as srv:
+        yield srv
+
+
+@pytest.fixture(autouse=True)
+def _disarm(server: TdsServer) -> Iterator[None]:
+    yield
+    server.drop_after_rows(None)
+
+
+# --- connecting with each driver ---
+
+
+def pymssql_connect(server: TdsServer, **kw: object):
+    import pymssql
+
+    args = {
+        "server": "127.0.0.1",
+        "port": server.port,
+        "user": USER,
+        "password": PASSWORD,
+        "database": DATABASE,
+    }
+    args.update(kw)
+    return pymssql.connect(**args)
+
+
+def mssql_python_connect(
+    server: TdsServer,
+    *,
+    autocommit: bool = True,
+    password: str = PASSWORD,
+    database: str = DATABASE,
+    extra: str = "",
+):
+    import mssql_python
+
+    cs = f"Server=127.0.0.1,{server.port};Database={database};UID={USER};PWD={password};Encrypt=no;{extra}"
+    return mssql_python.connect(cs, autocommit=autocommit)
+
+
+def freetds_odbc_cs(server: TdsServer, *, password: str = PASSWORD, database: str = DATABASE) -> str:
+    return f"DRIVER={FREETDS_ODBC};SERVER=127.0.0.1;PORT={server.port};UID={USER};PWD={password};DATABASE={database};TDS_Version=7.4"
+
+
+def msodbc18_driver() -> str | None:
+    import mssql_python_odbc  # noqa: F401  (the wheel that bundles ODBC Driver 18)
+
+    root = Path(mssql_python_odbc.__file__).parent / "libs" / "linux" / "debian_ubuntu" / "x86_64" / "lib"
+    found = sorted(root.glob("libmsodbcsql-18*.so*"))
+    return str(found[0]) if found else None
+
+
+def pyodbc_connect(server: TdsServer, *, autocommit: bool = True, **kw: str):
+    pyodbc = pytest.importorskip("pyodbc")
+    if not Path(FREETDS_ODBC).exists():
+        pytest.skip("FreeTDS ODBC driver (apt tdsodbc) not installed")
+    return pyodbc.connect(freetds_odbc_cs(server, **kw), autocommit=autocommit)
+
+
+def check_typed_rows(rows: list) -> None:
+    """The four rows of TYPED_ROWS, read back by any driver (as tuples or Row objects)."""
+    assert len(rows) == 4
+    got = [tuple(r) for r in rows]
+    assert got[0][0] == TYPED_ROWS[0][0] and got[0][1] == UNICODE_TAG
+    assert got[0][2] == LONG_NOTE and got[0][3] == "café"
+    assert got[0][4:7] == (3.25, 0.5, 2**53 + 1)
+    assert got[0][7:11] == (-42, -300, 255, True)
+    assert got[1][2:] == (None,) * 9
+    assert got[2][0] == dt.datetime(1, 1, 1) and got[2][2] == "" and got[2][4] == -1e308
+    assert got[2][6:11] == (-(2**63), -(2**31), -(2**15), 0, False)
+    assert got[3][0] == dt.datetime(9999, 12, 31, 23, 59, 59, 999999)
+    assert got[3][6:10] == (2**63 - 1, 2**31 - 1, 2**15 - 1, 1)
+
+
+# --- pymssql (FreeTDS db-lib; SQL_BATCH only, parameters substituted by the client) ---
+
+
+def test_pymssql_types_unicode_nulls_and_max(server: TdsServer) -> None:
+    with pymssql_connect(server) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT * FROM alltypes WHERE TagName = %s", (UNICODE_TAG,))
+        check_typed_rows(cur.fetchall())
+        assert [d[0] for d in cur.description] == [c.name for c in TYPED_COLUMNS]
+    login = server.logins[-1]
+    assert (login.user, login.database, login.tds_version, login.ok) == (USER, DATABASE, 0x74000004, True)
+    assert login.app.startswith("pymssql")
+
+
+def test_pymssql_connect_statements_reach_the_backend(server: TdsServer) -> None:
+    before = len(server.requests)
+    with pymssql_connect(server) as conn:
+        conn.cursor().execute("SELECT * FROM alltypes WHERE TagName = %s", ("none",))
+    sent = [r.sql for r in list(server.requests)[before:]]
+    assert sent[0].startswith("SET ARITHABORT ON;SET CONCAT_NULL_YIELDS_NULL ON;")
+    assert sent[1:3] == ["use [Runtime]", "BEGIN TRAN"]
+    assert sent[3] == "SELECT * FROM alltypes WHERE TagName = N'none'"
+
+
+def test_pymssql_large_result_streams(server: TdsServer) -> None:
+    with pymssql_connect(server) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT n, t, name, v FROM numbers WHERE n < %d", (100_000,))
+        count = 0
+        for row in cur:
+            if count in (0, 99_999):
+                assert row == number_row(count)
+            count += 1
+        assert count == 100_000
+
+
+def test_pymssql_several_result_sets(server: TdsServer) -> None:
+    with pymssql_connect(server) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT 1 AS a; SELECT 2 AS b")
+        assert cur.fetchall() == [(1,)]
+        assert cur.nextset()
+        assert cur.fetchall() == [(2,)]
+        assert not cur.nextset()
+
+
+def test_pymssql_wrong_password_and_unknown_database(server: TdsServer) -> None:
+    import pymssql
+
+    # 4060 (severity 11) first: pymssql keeps a failed login's message in process-wide state and a
+    # later, less severe one does not replace an earlier 18456 (severity 14).
+    with pytest.raises(pymssql.OperationalError, match=r'4060.*Cannot open database "Nope"'):
+        pymssql_connect(server, database="Nope")
+    with pytest.raises(pymssql.OperationalError, match=r"18456.*Login failed for user 'historian'"):
+        pymssql_connect(server, password="wrong")
+    assert [r.ok for r in list(server.logins)[-2:]] == [False, False]
+
+
+def test_pymssql_backend_error_then_connection_usable(server: TdsServer) -> None:
+    import pymssql
+
+    with pymssql_connect(server) as conn:
+        cur = conn.cursor()
+        with pytest.raises(pymssql.ProgrammingError, match=r"208.*Invalid object name 'nosuchtable'"):
+            cur.execute("SELECT * FROM nosuchtable")
+        with pytest.raises(pymssql.OperationalError, match="245.*Conversion failed"):
+            cur.execute("SELECT * FROM breaks")
+            cur.fetchall()
+        cur.execute("SELECT 1 AS a; SELECT 2 AS b")
+        assert cur.fetchall() == [(1,)]
+
+
+def test_pymssql_query_timeout_cancels(server: TdsServer) -> None:
+    import pymssql
+
+    with pymssql_connect(server, timeout=1) as conn:
+        cur = conn.cursor()
+        started = time.monotonic()
+        with pytest.raises(pymssql.OperationalError, match="(?i)timeout|timed out"):
+            cur.execute("SELECT * FROM slow")
+        assert time.monotonic() - started < 8  # the ATTENTION ended the backend's 10 s wait
+
+
+def test_pymssql_connection_dropped_mid_read(server: TdsServer) -> None:
+    import pymssql
+
+    with pymssql_connect(server) as conn:
+        cur = conn.cursor()
+        server.drop_after_rows(500)
+        with pytest.raises(pymssql.OperationalError):
+            cur.execute("SELECT n, t, name, v FROM numbers WHERE n < %d", (100_000,))
+            cur.fetchall()
+
+
+def test_sqlalchemy_pymssql_engine(server: TdsServer) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"mssql+pymssql://{USER}:{PASSWORD}@127.0.0.1:{server.port}/{DATABASE}")
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT * FROM alltypes WHERE TagName = :tag"), {"tag": UNICODE_TAG}
+            ).fetchall()
+            check_typed_rows(rows)
+            assert engine.dialect.server_version_info[0] == 16
+            assert engine.dialect.default_schema_name == "dbo"
+    finally:
+        engine.dispose()
+
+
+# --- mssql-python (Microsoft's driver, ODBC Driver 18 inside: RPC sp_prepexec, TM requests) ---
+
+
+@pytest.mark.parametrize("autocommit", [True, False])
+def test_mssql_python_types_and_transactions(server: TdsServer, autocommit: bool) -> None:
+    before = len(server.requests)
+    conn = mssql_python_connect(server, autocommit=autocommit)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT * FROM alltypes WHERE TagName = ?", UNICODE_TAG)
+        check_typed_rows(cur.fetchall())
+        conn.commit()
+    finally:
+        conn.close()
+    sent = list(server.requests)[before:]
+    rpc = [r for r in sent if r.kind.startswith("rpc:")]
+    assert rpc[0].kind == "rpc:sp_prepexec" and rpc[0].sql == "SELECT * FROM alltypes WHERE TagName = @P1"
+    assert rpc[0].params == {"@P1": UNICODE_TAG}
+    kinds = [r.kind for r in sent if r.kind != "batch"]
+    if autocommit:  # no transaction around the statement (close() then sends BEGIN + ROLLBACK)
+        assert kinds[:2] == ["rpc:sp_prepexec", "rpc:sp_unprepare"]
+    else:  # TM_BEGIN_XACT (5) before the statement, TM_COMMIT_XACT (7) for commit()
+        assert kinds[:3] == ["tm:5", "rpc:sp_prepexec", "tm:7"]
+
+
+def test_mssql_python_arrow_fetch_large(server: TdsServer) -> None:
+    conn = mssql_python_connect(server)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT n, t, name, v FROM numbers WHERE n < ?", 100_000)
+        table = cur.arrow()
+        assert table.num_rows == 100_000
+        assert table.column("n").to_pylist()[-1] == 99_999
+        assert table.column("t")[12_345].as_py() == number_row(12_345)[1]
+        assert table.column("name")[7].as_py() == "Tag7"
+    finally:
+        conn.close()
+
+
+def test_mssql_python_typed_parameters(server: TdsServer) -> None:
+    conn = mssql_python_connect(server)
+    try:
+        cur = conn.cursor()
+        values = (
+            7,
+            2**40,
+            1.5,
+            True,
+            Decimal("12.345"),
+            dt.datetime(2024, 5, 6, 7, 8, 9, 123456),
+            dt.date(2024, 5, 6),
+            "ä€😀",
+            "x" * 5000,
+            b"\x00\x01",
+            uuid.UUID(int=1),
+            None,
+        )
+        cur.execute("SELECT * FROM echo WHERE x IN (" + ", ".join("?" * len(values)) + ")", *values)
+        rows = cur.fetchall()
+    finally:
+        conn.close()
+    got = {r[0]: r[2] for r in rows}
+    assert got["@P1"] == "7" and got["@P2"] == repr(2**40) and got["@P3"] == "1.5"
+    assert got["@P4"] == "True" and got["@P5"] == repr(Decimal("12.345"))
+    assert got["@P6"] == repr(values[5]) and got["@P7"] == repr(values[6])
+    assert got["@P8"] == repr("ä€😀") and got["@P9"] == repr("x" * 5000)
+    assert (
+        got["@P10"] == repr(b"\x00\x01") and got["@P11"] == repr(uuid.UUID(int=1)) and got["@P12"] == "None"
+    )
+
+
+def test_mssql_python_errors(server: TdsServer) -> None:
+    import mssql_python
+
+    with pytest.raises(mssql_python.Error, match="Login failed for user 'historian'"):
+        mssql_python_connect(server, password="wrong")
+    with pytest.raises(mssql_python.Error, match='Cannot open database "Nope"'):
+        mssql_python_connect(server, database="Nope")
+    conn = mssql_python_connect(server)
+    try:
+        cur = conn.cursor()
+        with pytest.raises(mssql_python.Error, match="Invalid object name 'nosuchtable'"):
+            cur.execute("SELECT * FROM nosuchtable")
+        with pytest.raises(mssql_python.Error, match="Conversion failed"):
+            cur.execute("SELECT * FROM breaks")
+            cur.fetchall()
+        cur.execute("SELECT * FROM alltypes WHERE TagName = ?", UNICODE_TAG)
+        assert len(cur.fetchall()) == 4
+    finally:
+        conn.close()
+
+
+def test_mssql_python_query_timeout(server: TdsServer) -> None:
+    import mssql_python
+
+    conn = mssql_python_connect(server)
+    try:
+        conn.timeout = 1
+        cur = conn.cursor()
+        started = time.monotonic()
+        with pytest.raises(mssql_python.Error, match="(?i)timeout"):
+            cur.execute("SELECT * FROM slow")
+        assert time.monotonic() - started < 8
+        cur = conn.cursor()
+        cur.execute("SELECT * FROM alltypes WHERE TagName = ?", UNICODE_TAG)
+        assert len(cur.fetchall()) == 4  # the same connection, usable after the cancel
+    finally:
+        conn.close()
+
+
+def test_mssql_python_connection_dropped_mid_read(server: TdsServer) -> None:
+    import mssql_python
+
+    conn = mssql_python_connect(server)
+    try:
+        cur = conn.cursor()
+        server.drop_after_rows(500)
+        cur.execute("SELECT n, t, name, v FROM numbers WHERE n < ?", 100_000)
+        with pytest.raises(mssql_python.Error, match="Communication link failure|TCP Provider"):
+            while cur.fetchone() is not None:
+                pass
+    finally:
+        with contextlib.suppress(mssql_python.Error):
+            conn.close()
+
+
+@pytest.mark.xfail(
+    strict=True, reason="mssql-python 1.16: fetchall()/arrow() end quietly at a dropped connection"
+)
+@pytest.mark.parametrize("fetch", ["fetchall", "arrow"])
+def test_mssql_python_bulk_fetch_dropped_mid_read_raises(server: TdsServer, fetch: str) -> None:
+    """fetchone() raises, but fetchall() and arrow() return the 500 rows read before the drop as if
+    that were the whole result: a driver defect (ODBC Driver 18 itself reports 08S01, see pyodbc)."""
+    import mssql_python
+
+    conn = mssql_python_connect(server)
+    try:
+        cur = conn.cursor()
+        server.drop_after_rows(500)
+        cur.execute("SELECT n, t, name, v FROM numbers WHERE n < ?", 100_000)
+        with pytest.raises(mssql_python.Error):
+            getattr(cur, fetch)()
+    finally:
+        with contextlib.suppress(mssql_python.Error):
+            conn.close()
+
+
+def test_mssql_python_packet_size_negotiated(server: TdsServer) -> None:
+    conn = mssql_python_connect(server, extra="Packet Size=32767")
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT n, t, name, v FROM numbers WHERE n < ?", 20_000)
+        assert len(cur.fetchall()) == 20_000
+    finally:
+        conn.close()
+    assert server.logins[-1].packet_size == 32767
+
+
+# --- pyodbc over FreeTDS ODBC (RPC sp_prepexec; long text parameters as NTEXT) ---
+
+
+def test_pyodbc_freetds_types(server: TdsServer) -> None:
+    with pyodbc_connect(server) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT * FROM alltypes WHERE TagName = ?", UNICODE_TAG)
+        check_typed_rows(cur.fetchall())
+    call = [r for r in server.requests if r.kind.startswith("rpc:")][-1]
+    assert call.kind == "rpc:sp_prepexec" and call.params == {"@P1": UNICODE_TAG}
+
+
+def test_pyodbc_freetds_typed_parameters(server: TdsServer) -> None:
+    values = (
+        7,
+        2**40,
+        1.5,
+        True,
+        Decimal("-12.345"),
+        dt.datetime(2024, 5, 6, 7, 8, 9, 123000),
+        dt.date(2024, 5, 6),
+        dt.time(7, 8, 9),
+        "ä€😀",
+        "y" * 5000,
+        b"\x00\x01",
+        None,
+    )
+    with pyodbc_connect(server) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT * FROM echo WHERE x IN (" + ", ".join("?" * len(values)) + ")", *values)
+        got = {r[0]: r[2] for r in cur.fetchall()}
+    assert [got[f"@P{i + 1}"] for i in range(len(values))] == [repr(v) for v in values]
+    call = [r for r in server.requests if r.kind == "rpc:sp_prepexec"][-1]
+    assert call.types["@P9"] == 0xE7  # NVARCHAR
+    assert call.types["@P10"] in (
+        0x63,
+        0xE7,
+    )  # NTEXT, or NVARCHAR(MAX) (PLP) once pyodbc knows nvarchar's 4000
+
+
+def test_pyodbc_freetds_large_and_errors(server: TdsServer) -> None:
+    import pyodbc
+
+    with pyodbc_connect(server) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT n, t, name, v FROM numbers WHERE n < ?", 100_000)
+        count = 0
+        while batch := cur.fetchmany(10_000):
+            count += len(batch)
+        assert count == 100_000
+        with pytest.raises(pyodbc.ProgrammingError, match="Invalid object name 'nosuchtable'"):
+            cur.execute("SELECT * FROM nosuchtable")
+        with pytest.raises(pyodbc.Error, match="Conversion failed"):
+            cur.execute("SELECT * FROM breaks")
+            cur.fetchall()
+        cur.execute("SELECT * FROM alltypes WHERE TagName = ?", UNICODE_TAG)
+        assert len(cur.fetchall()) == 4
+    with pytest.raises(pyodbc.Error, match="Login failed for user 'historian'"):
+        pyodbc_connect(server, password="wrong")
+    with pytest.raises(pyodbc.Error, match='Cannot open database "Nope"'):
+        pyodbc_connect(server, database="Nope")
+
+
+def test_pyodbc_freetds_query_timeout(server: TdsServer) -> None:
+    import pyodbc
+
+    with pyodbc_connect(server) as conn:
+        conn.timeout = 1
+        cur = conn.cursor()
+        started = time.monotonic()
+        with pytest.raises(pyodbc.Error, match="(?i)HYT00|timeout"):
+            cur.execute("SELECT * FROM slow")
+        assert time.monotonic() - started < 8
+        cur.execute("SELECT * FROM alltypes WHERE TagName = ?", UNICODE_TAG)
+        assert len(cur.fetchall()) == 4
+
+
+def test_pyodbc_freetds_manual_commit(server: TdsServer) -> None:
+    before = len(server.requests)
+    with pyodbc_connect(server, autocommit=False) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT * FROM alltypes WHERE TagName = ?", UNICODE_TAG)
+        assert len(cur.fetchall()) == 4
+        conn.commit()
+    kinds = [r.kind for r in list(server.requests)[before:]]
+    assert "tm:5" in kinds and "tm:7" in kinds  # FreeTDS ODBC uses Transaction Manager requests too
+
+
+def test_pyodbc_freetds_connection_dropped_mid_read(server: TdsServer) -> None:
+    import pyodbc
+
+    with pyodbc_connect(server) as conn:
+        cur = conn.cursor()
+        server.drop_after_rows(500)
+        with pytest.raises(pyodbc.Error):
+            cur.execute("SELECT n, t, name, v FROM numbers WHERE n < ?", 100_000)
+            cur.fetchall()
+
+
+# --- arrow-odbc over FreeTDS ODBC and over mssql-python's bundled ODBC Driver 18 ---
+
+
+def arrow_odbc_drivers(server: TdsServer) -> list[tuple[str, str]]:
+    out = [("freetds", freetds_odbc_cs(server))]
+    driver = msodbc18_driver()
+    if driver:
+        out.append(
+            (
+                "msodbc18",
+                f"DRIVER={driver};SERVER=127.0.0.1,{server.port};UID={USER};PWD={PASSWORD};DATABASE={DATABASE};Encrypt=no",
+            )
+        )
+    return out
+
+
+def test_arrow_odbc_types_and_large(server: TdsServer) -> None:
+    arrow_odbc = pytest.importorskip("arrow_odbc")
+    for name, cs in arrow_odbc_drivers(server):
+        # No unicode parameter here: arrow-odbc binds text parameters as narrow strings, which
+        # FreeTDS converts to the server's code page (1252) and refuses for '😀' (error 2402). And
+        # only two rows: arrow-odbc reads datetime2(7) as nanoseconds, so year 1 and 9999 overflow.
+        reader = arrow_odbc.read_arrow_batches_from_odbc(
+            "SELECT TOP 2 * FROM alltypes", cs, max_text_size=20_000
+        )
+        rows = [tuple(r.values()) for b in reader for r in b.to_pylist()]
+        assert len(rows) == 2, name
+        assert rows[0][1:4] == (UNICODE_TAG, LONG_NOTE, "café"), name
+        assert rows[0][0].to_pydatetime() == TYPED_ROWS[0][0], name
+        assert rows[1][2:] == (None,) * 9, name
+        assert rows[0][4:11] == (3.25, 0.5, 2**53 + 1, -42, -300, 255, True), name
+        reader = arrow_odbc.read_arrow_batches_from_odbc(
+            "SELECT n, t, name, v FROM numbers WHERE n < ?", cs, parameters=["100000"], batch_size=50_000
+        )
+        total = sum(b.num_rows for b in reader)
+        assert total == 100_000, name
+
+
+def test_arrow_odbc_errors_and_timeout(server: TdsServer) -> None:
+    arrow_odbc = pytest.importorskip("arrow_odbc")
+    for name, cs in arrow_odbc_drivers(server):
+        with pytest.raises(arrow_odbc.Error, match="Invalid object name 'nosuchtable'"):
+            arrow_odbc.read_arrow_batches_from_odbc("SELECT * FROM nosuchtable", cs)
+        started = time.monotonic()
+        with pytest.raises(arrow_odbc.Error, match="(?i)HYT00|timeout"):
+            arrow_odbc.read_arrow_batches_from_odbc("SELECT * FROM slow", cs, query_timeout_sec=1)
+        assert time.monotonic() - started < 8, name
