@@ -26,10 +26,12 @@ from tests.support.tds import (
     INVALID_OBJECT,
     LOGIN_FAILED,
     ColumnSpec,
+    ReplayBackend,
     ResultSet,
     Session,
     SqlError,
     TdsServer,
+    encode_result,
 )
 
 USER, PASSWORD, DATABASE = "historian", "s3cret!", "Runtime"
@@ -323,6 +325,9 @@ class DictBackend:
             session.cancelled.wait(10)  # a slow query; an ATTENTION ends the wait early
             yield ResultSet([ColumnSpec("x", "int")], [(1,)])
             return
+        if norm == "select * from endless":  # 10 million rows unless the client cancels
+            yield ResultSet(NUMBERS_COLUMNS, self._counted_rows(10_000_000))
+            return
         if norm == "select * from breaks":
             yield ResultSet([ColumnSpec("x", "int")], self._breaking_rows())
             return
@@ -334,6 +339,15 @@ class DictBackend:
             raise SqlError(INVALID_OBJECT, f"Invalid object name '{m.group(1)}'.")
         # SET ..., use [db], BEGIN/COMMIT/ROLLBACK TRAN, sp_datatype_info_100, ...: no result set.
         yield ResultSet(rowcount=None)
+
+    def _counted_rows(self, limit: int) -> Iterator[tuple]:
+        self.produced = 0
+        try:
+            for n in range(limit):
+                self.produced = n + 1
+                yield number_row(n)
+        finally:
+            self.closed_early = self.produced < limit
 
     @staticmethod
     def _breaking_rows() -> Iterator[tuple]:
@@ -690,15 +704,16 @@ def test_mssql_python_bulk_fetch_dropped_mid_read_raises(server: TdsServer, fetc
             conn.close()
 
 
-def test_mssql_python_packet_size_negotiated(server: TdsServer) -> None:
-    conn = mssql_python_connect(server, extra="Packet Size=32767")
+@pytest.mark.parametrize("size", [512, 32767])
+def test_mssql_python_packet_size_negotiated(server: TdsServer, size: int) -> None:
+    conn = mssql_python_connect(server, extra=f"Packet Size={size}")
     try:
         cur = conn.cursor()
         cur.execute("SELECT n, t, name, v FROM numbers WHERE n < ?", 20_000)
         assert len(cur.fetchall()) == 20_000
     finally:
         conn.close()
-    assert server.logins[-1].packet_size == 32767
+    assert server.logins[-1].packet_size == size
 
 
 # --- pyodbc over FreeTDS ODBC (RPC sp_prepexec; long text parameters as NTEXT) ---
@@ -847,3 +862,129 @@ def test_arrow_odbc_errors_and_timeout(server: TdsServer) -> None:
         with pytest.raises(arrow_odbc.Error, match="(?i)HYT00|timeout"):
             arrow_odbc.read_arrow_batches_from_odbc("SELECT * FROM slow", cs, query_timeout_sec=1)
         assert time.monotonic() - started < 8, name
+
+
+# --- cancelling a result mid-stream (ATTENTION while rows are being sent) ---
+
+
+def test_cancel_mid_stream_pyodbc(server: TdsServer, backend: DictBackend) -> None:
+    with pyodbc_connect(server) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT * FROM endless")
+        assert len(cur.fetchmany(1000)) == 1000
+        cur.cancel()  # FreeTDS sends an ATTENTION and reads up to the DONE with DONE_ATTN
+        assert backend.closed_early and backend.produced < 1_000_000
+        cur.execute("SELECT * FROM alltypes WHERE TagName = ?", UNICODE_TAG)
+        assert len(cur.fetchall()) == 4
+
+
+def test_cancel_mid_stream_pymssql(server: TdsServer, backend: DictBackend) -> None:
+    with pymssql_connect(server) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT * FROM endless")
+        assert len(cur.fetchmany(1000)) == 1000
+        # a new statement with rows pending: db-lib cancels the old result (ATTENTION) first
+        cur.execute("SELECT * FROM alltypes WHERE TagName = %s", (UNICODE_TAG,))
+        assert len(cur.fetchall()) == 4
+    assert backend.closed_early and backend.produced < 1_000_000
+
+
+def test_cancel_mid_stream_mssql_python(server: TdsServer, backend: DictBackend) -> None:
+    conn = mssql_python_connect(server)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT * FROM endless")
+        assert len(cur.fetchmany(1000)) == 1000
+        cur.close()
+        assert backend.closed_early and backend.produced < 1_000_000
+        cur = conn.cursor()
+        cur.execute("SELECT * FROM alltypes WHERE TagName = ?", UNICODE_TAG)
+        assert len(cur.fetchall()) == 4
+    finally:
+        conn.close()
+
+
+# --- what the endpoint refuses ---
+
+
+def test_encryption_demanded_fails_clearly(server: TdsServer) -> None:
+    import mssql_python
+
+    before = len(server.logins)
+    cs = f"Server=127.0.0.1,{server.port};Database={DATABASE};UID={USER};PWD={PASSWORD};Encrypt=yes"
+    with pytest.raises(mssql_python.Error, match="Encryption not supported"):
+        mssql_python.connect(cs)
+    assert len(server.logins) == before  # the client gave up after PRELOGIN, before LOGIN7
+
+
+def test_prelogin_reply_and_idle_attention_raw(server: TdsServer) -> None:
+    """The bytes the spec asks for, read with a plain socket: the PRELOGIN reply carries MARS
+    (FreeTDS falls back to TDS 7.1 without it) and ENCRYPT_NOT_SUP; an ATTENTION with no request
+    running still gets its DONE with DONE_ATTN."""
+    import socket
+
+    from tests.support.tds import packets as P
+
+    def request(sock: socket.socket, ptype: int, payload: bytes) -> P.Message:
+        sock.sendall(P.HEADER.pack(ptype, P.STATUS_EOM, len(payload) + 8, 0, 1, 0) + payload)
+        return P.read_message(sock)
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        reply = request(sock, P.PRELOGIN, P.build_prelogin(P.ENCRYPT_OFF))
+        options = P.parse_prelogin(reply.data)
+        assert options[P.PL_ENCRYPTION] == bytes([P.ENCRYPT_NOT_SUP])
+        assert options[P.PL_MARS] == b"\x00" and options[P.PL_VERSION][0] == 16
+        login = _login7_payload(USER, PASSWORD, DATABASE)
+        reply = request(sock, P.LOGIN7, login)
+        assert b"\xad" in reply.data and reply.data.endswith(bytes([0xFD]) + bytes(12))
+        reply = request(sock, P.ATTENTION, b"")
+        assert reply.data == bytes([0xFD, 0x20, 0, 0, 0]) + bytes(8)
+
+
+def _login7_payload(user: str, password: str, database: str) -> bytes:
+    """A minimal LOGIN7 (MS-TDS 2.2.6.4) for the raw-socket test: TDS 7.4, SQL authentication."""
+    import struct
+
+    def scramble(text: str) -> bytes:
+        return bytes((((b << 4) & 0xF0) | (b >> 4)) ^ 0xA5 for b in text.encode("utf-16-le"))
+
+    fields = ["host", user, password, "raw", "127.0.0.1", "", "raw", "", database]
+    data, offsets, pos = b"", b"", 36 + 9 * 4 + 6 + 3 * 4 + 4
+    for i, text in enumerate(fields):
+        raw = scramble(text) if i == 2 else text.encode("utf-16-le")
+        offsets += struct.pack("<HH", pos + len(data), len(text))
+        data += raw
+        if i == 8:
+            offsets += bytes(6)  # ClientID
+    offsets += struct.pack("<HHHHHHI", pos + len(data), 0, pos + len(data), 0, pos + len(data), 0, 0)
+    fixed = struct.pack("<IIIIII4BiI", 0, 0x74000004, 4096, 0, 1, 0, 0xE0, 0x03, 0, 0, 0, 0x409)
+    body = fixed + offsets + data
+    return struct.pack("<I", len(body)) + body[4:]
+
+
+# --- replay mode: one pre-encoded result, sent as it is ---
+
+
+def test_replay_backend_serves_pre_encoded_result_to_each_driver() -> None:
+    rows = [number_row(n) for n in range(50_000)]
+    payload = encode_result(ResultSet(NUMBERS_COLUMNS, rows))
+    assert payload[0] == 0x81 and payload[-13] == 0xFD  # COLMETADATA ... DONE
+    replay = ReplayBackend(payload, match="from numbers")
+    with TdsServer(replay) as srv:
+        with pymssql_connect(srv, user="anyone", password="anything") as conn:  # batch: DONE kept
+            cur = conn.cursor()
+            cur.execute("SELECT n, t, name, v FROM numbers")
+            assert cur.fetchall() == rows
+        conn = mssql_python_connect(srv)  # RPC: the DONE is re-sent as DONEINPROC + DONEPROC
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT n, t, name, v FROM numbers WHERE n < ?", 1)
+            table = cur.arrow()
+            assert table.num_rows == 50_000 and table.column("name")[49_999].as_py() == rows[-1][2]
+            cur.execute(
+                "SELECT n, t, name, v FROM numbers WHERE n < ?", 1
+            )  # and again on the same connection
+            assert len(cur.fetchall()) == 50_000
+        finally:
+            conn.close()
+    assert replay.executed == 3

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FLUSH_BYTES = 1 << 18
+FLUSH_BYTES = 1 << 18  # send when this much is buffered (and look for an ATTENTION)
+SLOW_FLUSH_SECONDS = 0.1  # or when rows trickle in from a slow generator for this long
 _LOG_TEXT = 300  # statement text is logged truncated to this many characters
 
 
@@ -228,8 +230,9 @@ class RequestHandler:
         (status, rowcount, curcmd) is returned for the caller to close the reply with."""
         assert self.session is not None
         pending: tuple[int, int, int] | None = None
+        results = iter(self.backend.execute(sql, params, self.session))
         try:
-            for result in self.backend.execute(sql, params, self.session):
+            for result in results:
                 if self.conn.attention.is_set():
                     raise Cancelled
                 if pending is not None:
@@ -247,6 +250,8 @@ class RequestHandler:
             log.exception("spid %d: backend failed on %s", self.conn.spid, _short(sql))
             reply.write(self.error_token(SqlError(50000, f"backend error: {exc!r}")))
             return T.DONE_ERROR, 0, 0
+        finally:
+            _close_iterator(results)
         return pending if pending is not None else (T.DONE_FINAL, 0, 0)
 
     def result(self, reply: Reply, result: ResultSet | PreEncoded) -> tuple[int, int, int]:
@@ -259,15 +264,27 @@ class RequestHandler:
         drop_at = self.server.take_drop_after()
         drop_at = -1 if drop_at is None else drop_at
         buf, row, count = reply.buf, encoder.row, 0
+        attention = self.conn.attention
+        last_flush = time.monotonic()
         if count == drop_at:
             self.drop(reply)
-        for values in result.rows:
-            buf += row(values)
-            count += 1
-            if len(buf) >= FLUSH_BYTES:
-                reply.flush()
-            if count == drop_at:
-                self.drop(reply)
+        rows = iter(result.rows)
+        try:
+            for values in rows:
+                buf += row(values)
+                count += 1
+                if attention.is_set():  # ATTENTION: stop after this complete row
+                    raise Cancelled
+                if len(buf) >= FLUSH_BYTES:
+                    reply.flush()
+                    last_flush = time.monotonic()
+                elif not count & 1023 and time.monotonic() - last_flush > SLOW_FLUSH_SECONDS:
+                    reply.flush()  # a slow generator: let the client see the rows so far
+                    last_flush = time.monotonic()
+                if count == drop_at:
+                    self.drop(reply)
+        finally:
+            _close_iterator(rows)  # a backend generator cut short runs its cleanup now
         return T.DONE_COUNT, count, T.CURCMD_SELECT
 
     def drop(self, reply: Reply) -> None:
@@ -360,6 +377,12 @@ class RequestHandler:
             ok,
         )
         self.server.logins.append(record)
+
+
+def _close_iterator(it: object) -> None:
+    close = getattr(it, "close", None)
+    if close is not None:
+        close()
 
 
 def _short(text: str) -> str:
