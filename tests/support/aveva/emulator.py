@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 
@@ -18,7 +19,7 @@ from sqlglot import exp
 
 from airflow_backfill_provider.historian.schema import HISTORY_COLUMNS, TAGREF_COLUMNS
 from tests.support.aveva import tsql
-from tests.support.aveva.retrieval import Request, Row, retrieve
+from tests.support.aveva.retrieval import QD_NO_DATA, QUALITY_INITIAL, Request, Row, retrieve
 from tests.support.aveva.store import HistorianStore
 from tests.support.tds.backend import (
     DATABASE_UNAVAILABLE,
@@ -60,6 +61,8 @@ _CANNED: tuple[tuple[re.Pattern, object], ...] = (
     (re.compile(r"default_schema_name", re.I), ("default_schema_name", "nvarchar", "dbo")),
     (re.compile(r"transaction_isolation_level", re.I), ("", "nvarchar", "READ COMMITTED")),
     (re.compile(r"is_read_committed_snapshot_on", re.I), ("", "int", 0)),
+    # SQLAlchemy asks which view holds the sessions before it asks for the isolation level
+    (re.compile(r"from\s+sys\.system_views", re.I), ("name", "nvarchar", "dm_exec_sessions")),
 )
 _SESSION_QUERY = re.compile(r"^\s*select\s+(db_name\s*\(\s*\)|@@spid)\s*$", re.I)
 # sqlglot's nodes for T-SQL's IF blocks, SET, USE and transaction statements
@@ -88,6 +91,8 @@ class HistorianEmulator:
         self.default_database = default_database
         self.server_zone = server_zone
         self.history_queries: list[Request] = []  # every retrieval asked for, for tests to inspect
+        self.synthetic_rows = 0  # initial values and no-data NULLs the rules made (not stored values)
+        self.delay_seconds = 0.0  # a fault: History queries wait this long (a query timeout's cause)
 
     # -- Backend protocol ------------------------------------------------------------------------
 
@@ -132,17 +137,23 @@ class HistorianEmulator:
 
     def _history(self, select: exp.Select, conn: sqlite3.Connection) -> ResultSet:
         query = tsql.split_history_query(select)
+        if self.delay_seconds:
+            time.sleep(self.delay_seconds)
         request = query.request
         self.history_queries.append(request)
         info = self.store.tag_info(conn, request.tags)
         conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS History ({', '.join(_HISTORY_NAMES)})")
         conn.execute("DELETE FROM temp.History")
-        rows = (
-            _history_row(r, request, info.get(r.tag), self.server_zone)
+        retrieved = [
+            r
             for tag in request.tags
             if tag in info  # a tag the Historian does not know returns no row
             for r in retrieve(tag, self.store.points(conn, tag), request, self.server_zone)
+        ]
+        self.synthetic_rows += sum(
+            r.quality == QUALITY_INITIAL or r.quality_detail == QD_NO_DATA for r in retrieved
         )
+        rows = (_history_row(r, request, info.get(r.tag), self.server_zone) for r in retrieved)
         marks = ",".join("?" * len(_HISTORY_NAMES))
         conn.execute("BEGIN")
         try:

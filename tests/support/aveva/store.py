@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from contextlib import closing
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -63,7 +64,7 @@ class HistorianStore:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._write_lock = threading.Lock()
-        with self.connect() as conn:
+        with closing(self.connect()) as conn:
             conn.executescript(_DDL)
             conn.executemany("INSERT OR IGNORE INTO QualityMap VALUES (?, ?)", QUALITY_MAP)
 
@@ -84,7 +85,7 @@ class HistorianStore:
         unit: str | None = None,
         interpolation: str | None = None,
     ) -> None:
-        with self._write_lock, self.connect() as conn:
+        with self._write_lock, closing(self.connect()) as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO TagRef VALUES (?, ?, ?, ?, ?, ?)",
                 (
@@ -111,7 +112,7 @@ class HistorianStore:
             )
             for p in points
         ]
-        with self._write_lock, self.connect() as conn:
+        with self._write_lock, closing(self.connect()) as conn:
             conn.execute("BEGIN")
             conn.executemany("INSERT INTO Points VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
             conn.execute("COMMIT")
@@ -119,7 +120,7 @@ class HistorianStore:
     def revise(self, tag: str, time: datetime, value: float | None, vvalue: str | None = None) -> None:
         """Store a revised value at an existing instant: ``Latest`` returns it with QualityDetail 202 (72198)."""
         us = to_micros(time)
-        with self._write_lock, self.connect() as conn:
+        with self._write_lock, closing(self.connect()) as conn:
             (revision,) = conn.execute(
                 "SELECT COALESCE(MAX(Revision), -1) + 1 FROM Points WHERE TagName = ? AND Time = ?", (tag, us)
             ).fetchone()
@@ -147,7 +148,7 @@ class HistorianStore:
                 interpolation="Linear" if t.tag_type == "analog" else "StairStep",
             )
         counts: dict[str, int] = {}
-        with self._write_lock, self.connect() as conn:
+        with self._write_lock, closing(self.connect()) as conn:
             conn.execute("BEGIN")
             for table in iter_history_batches(config, tags):
                 micros = pc.cast(table.column("DateTime"), "int64").to_pylist()
@@ -196,7 +197,7 @@ class HistorianStore:
         code under test)."""
         from tests.support.aveva.retrieval import select_version
 
-        with self.connect() as conn:
+        with closing(self.connect()) as conn:
             names = (
                 list(tags) if tags is not None else [r[0] for r in conn.execute("SELECT TagName FROM TagRef")]
             )

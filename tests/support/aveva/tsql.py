@@ -137,14 +137,16 @@ def to_sqlite(statement: exp.Expression) -> str:
     """The statement in SQLite's dialect, with the T-SQL hour bucket the provider's counts use
     (``DATEADD(hour, DATEDIFF(hour, 0, x), 0)``) as SQLite's ``strftime``."""
 
-    def hour_bucket(node: exp.Expression) -> exp.Expression:
+    def rewrite(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.National):  # N'...': SQLite's strings are Unicode already
+            return exp.Literal.string(node.this)
         if isinstance(node, exp.DateAdd) and isinstance(node.expression, exp.DateDiff):
             inner = node.expression
             if str(node.unit).lower() == "hour" and str(inner.unit).lower() == "hour":
                 return exp.func("strftime", exp.Literal.string("%Y-%m-%d %H:00:00"), inner.this)
         return node
 
-    return statement.transform(hour_bucket).sql("sqlite")
+    return statement.transform(rewrite).sql("sqlite")
 
 
 def _flatten_and(node: exp.Expression):
