@@ -46,9 +46,26 @@ class Reply:
         self.check_attention = True
 
     def write(self, data: bytes) -> None:
-        self.buf += data
-        if len(self.buf) >= FLUSH_BYTES:
-            self.flush()
+        if len(data) < FLUSH_BYTES:
+            self.buf += data
+            if len(self.buf) >= FLUSH_BYTES:
+                self.flush()
+            return
+        # A large block (a PreEncoded chunk): complete the buffered packet, then packetize the block
+        # in place rather than copying it through the buffer first.
+        step = self.h.packet_size - P.HEADER_SIZE
+        view = memoryview(data)
+        head = -len(self.buf) % step
+        self.buf += view[:head]
+        if self.buf:
+            self.h.send(self.buf, eom=False)
+            del self.buf[:]
+        body = view[head:]
+        full = (len(body) - 1) // step * step  # keep at least one byte back for the EOM packet
+        self.h.send(body[:full], eom=False)
+        self.buf += body[full:]
+        if self.check_attention and self.h.conn.attention.is_set():
+            raise Cancelled
 
     def flush(self) -> None:
         """Send every full packet in the buffer; raise Cancelled if an ATTENTION is pending."""

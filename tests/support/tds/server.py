@@ -9,12 +9,68 @@ What the statements mean is the :class:`~tests.support.tds.backend.Backend`'s bu
 Each client connection has a reader thread (so an ATTENTION is seen while a result streams) and a
 worker thread that answers requests in order; see :mod:`tests.support.tds.handlers`.
 
-Statements the drivers send by themselves (recorded from this endpoint; a backend must answer
-them or the connection fails):
+Statements the drivers send by themselves, verbatim as they arrived here (pymssql 2.4.6 with
+FreeTDS 1.5, SQLAlchemy 2.1, mssql-python 1.16, pyodbc 5.5 and arrow-odbc 10.6 over FreeTDS ODBC
+(Debian tdsodbc) and over ODBC Driver 18.6). A backend must answer each the way SQL Server would:
+an empty success for SET/use/transaction statements, the result sets noted below for queries.
 
-* pymssql 2.4 (FreeTDS 1.5, db-lib), on connect, as SQL_BATCH::
+pymssql, on connect (SQL_BATCH; parameters are substituted client side as N'...' literals)::
 
-      (FILLED IN BELOW AFTER MEASUREMENT)
+    SET ARITHABORT ON;SET CONCAT_NULL_YIELDS_NULL ON;SET ANSI_NULLS ON;SET ANSI_NULL_DFLT_ON ON;SET ANSI_PADDING ON;SET ANSI_WARNINGS ON;SET ANSI_NULL_DFLT_ON ON;SET CURSOR_CLOSE_ON_COMMIT ON;SET QUOTED_IDENTIFIER ON;SET TEXTSIZE 2147483647;
+    use [Runtime]
+    BEGIN TRAN                      (not with autocommit=True)
+
+  then ``COMMIT TRAN`` + ``BEGIN TRAN`` for commit(), ``ROLLBACK TRAN`` + ``BEGIN TRAN`` for
+  rollback(); nothing on close().
+
+SQLAlchemy over pymssql, after pymssql's three, on the engine's first connect::
+
+    select @@version                -> one nvarchar row, e.g. 'Microsoft SQL Server 2022 (RTM) - 16.0.1000.6 (X64) ...'
+    SELECT schema_name()            -> one row 'dbo'
+    SELECT name FROM sys.system_views WHERE name IN ('dm_exec_sessions', 'dm_pdw_nodes_exec_sessions')
+                                    -> one row 'dm_exec_sessions'
+    (newlines and indentation as SQLAlchemy sends them)
+                    SELECT CASE transaction_isolation_level
+                    WHEN 0 THEN NULL
+                    WHEN 1 THEN 'READ UNCOMMITTED'
+                    WHEN 2 THEN 'READ COMMITTED'
+                    WHEN 3 THEN 'REPEATABLE READ'
+                    WHEN 4 THEN 'SERIALIZABLE'
+                    WHEN 5 THEN 'SNAPSHOT' END
+                    AS TRANSACTION_ISOLATION_LEVEL
+                    FROM sys.dm_exec_sessions
+                    where session_id = @@SPID
+                                    -> one (var)char row 'READ COMMITTED' (a str: SQLAlchemy calls .upper())
+    SELECT CAST('test max support' AS NVARCHAR(max))   -> one NVARCHAR(MAX) row
+    SELECT 1 FROM fn_listextendedproperty(default, default, default, default, default, default, default)
+                                    -> a result set (may be empty); an error makes it assume no comments
+    ROLLBACK TRAN
+    BEGIN TRAN
+
+  and per pooled checkout/return: ``ROLLBACK TRAN`` + ``BEGIN TRAN`` (``COMMIT TRAN`` + ``BEGIN
+  TRAN`` after engine.begin()).
+
+mssql-python (ODBC Driver 18): statements as RPC ``sp_prepexec`` (``@P1``... in the text, values
+unnamed, names from the @params declaration), ``sp_unprepare`` when a cursor/connection closes.
+With autocommit=False: SQL_BATCH `` SET TRANSACTION ISOLATION LEVEL READ COMMITTED `` (leading and
+trailing space included), then Transaction Manager TM_BEGIN_XACT, TM_COMMIT_XACT (fBeginXact=1) for
+commit(), TM_ROLLBACK_XACT on close. With autocommit=True nothing on connect; close() sends
+TM_BEGIN_XACT + TM_ROLLBACK_XACT. It sends ASCII str parameters as VARCHAR (VARCHAR(MAX) when long), others as NVARCHAR.
+
+pyodbc over FreeTDS ODBC, on connect (pyodbc's SQLGetTypeInfo; the first row's PRECISION sets the
+varchar/nvarchar/varbinary limits and, for 93, the fractional digits of datetime parameters; with
+no rows pyodbc sends datetime parameters without fractional seconds)::
+
+    sp_datatype_info_100 12,3
+    sp_datatype_info_100 -9,3
+    sp_datatype_info_100 -3,3
+    sp_datatype_info_100 93,3
+
+  then ``sp_prepexec`` + ``sp_unprepare`` per statement (the @stmt/@params as NTEXT); with
+  autocommit=False TM_BEGIN_XACT, TM_COMMIT_XACT (fBeginXact=1), TM_ROLLBACK_XACT on close.
+
+arrow-odbc (FreeTDS ODBC or ODBC Driver 18): nothing on connect; ``sp_executesql`` when the query
+has parameters, SQL_BATCH when not.
 """
 
 from __future__ import annotations
