@@ -54,24 +54,27 @@ def worker_hostname() -> str:
 
 
 def wonderware_backfill_env(
-    historian_url: str,
+    historian: str | Mapping[str, object],
     clickhouse: Path | str | Mapping[str, object],
     first_day: date,
     last_day: date,
     source_extra: Mapping[str, object] | None = None,
 ) -> dict[str, str]:
-    """The default connections (a SQLAlchemy historian; ClickHouse: an embedded data directory, or
-    a connection's fields for a server) and the ``wonderware_backfill`` settings for a backfill of
-    ``first_day`` to ``last_day``."""
+    """The default connections (the historian: a SQLAlchemy URL, or a connection's fields for SQL
+    Server; ClickHouse: an embedded data directory, or a connection's fields for a server) and the
+    ``wonderware_backfill`` settings for a backfill of ``first_day`` to ``last_day``."""
     target = (
         dict(clickhouse)
         if isinstance(clickhouse, Mapping)
         else {"conn_type": "clickhouse", "extra": {"chdb_path": str(clickhouse)}}
     )
+    source = (
+        {**historian, "extra": {**dict(historian.get("extra") or {}), **(source_extra or {})}}
+        if isinstance(historian, Mapping)
+        else {"conn_type": "wonderware", "extra": {"sqlalchemy_url": historian, **(source_extra or {})}}
+    )
     return {
-        "AIRFLOW_CONN_WONDERWARE_DEFAULT": json.dumps(
-            {"conn_type": "wonderware", "extra": {"sqlalchemy_url": historian_url, **(source_extra or {})}}
-        ),
+        "AIRFLOW_CONN_WONDERWARE_DEFAULT": json.dumps(source),
         "AIRFLOW_CONN_CLICKHOUSE_DEFAULT": json.dumps(target),
         "WONDERWARE_BACKFILL_START_DATE": first_day.isoformat(),
         "WONDERWARE_BACKFILL_END_DATE": last_day.isoformat(),
