@@ -34,6 +34,9 @@ setup(
         "apache-airflow>=3.3,<4",
         "apache-airflow-providers-common-sql>=1.20",
         "apache-airflow-providers-microsoft-mssql>=4.0",
+        # SQL Server's History into Arrow in the driver (reader "arrow", the default on SQL Server);
+        # its wheels bundle Microsoft's ODBC Driver 18. pymssql stays: reader "dbapi".
+        "mssql-python>=1.16",
         "apache-airflow-providers-clickhousedb>=1.0",
         "clickhouse-connect>=0.8",
         "chdb>=3.0",

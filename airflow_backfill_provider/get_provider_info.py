@@ -122,12 +122,35 @@ def get_provider_info() -> dict:
                             "enum": ["auto", "arrow", "dbapi"],
                             "values_display": {
                                 "auto": "auto: Arrow where its driver is installed, else DB-API",
-                                "arrow": "arrow: PostgreSQL COPY or SQLite ADBC, columns outside Python",
-                                "dbapi": "dbapi: a server-side cursor (SQL Server always reads so)",
+                                "arrow": "arrow: mssql-python, PostgreSQL COPY or SQLite ADBC, "
+                                "columns outside Python",
+                                "dbapi": "dbapi: a server-side cursor (pymssql on SQL Server)",
                             },
                             "default": "auto",
                         },
                         "description": "How History rows are read. 'auto' suits every source.",
+                    },
+                    "encrypt": {
+                        "label": "Encrypt (SQL Server)",
+                        "schema": {
+                            "type": ["string", "null"],
+                            "enum": ["auto", "yes", "no", "strict"],
+                            "values_display": {
+                                "auto": "auto: the driver's default (mssql-python: yes; pymssql: "
+                                "when the server offers it)",
+                                "yes": "yes: TLS always",
+                                "no": "no: plain text (a server without TLS)",
+                                "strict": "strict: TDS 8, TLS before anything else",
+                            },
+                            "default": "auto",
+                        },
+                        "description": "TLS between the workers and SQL Server (ODBC's Encrypt).",
+                    },
+                    "trust_server_certificate": {
+                        "label": "Trust the server certificate (SQL Server)",
+                        "schema": {"type": ["boolean", "null"]},
+                        "description": "On: accept a certificate no trusted authority signed (a "
+                        "self-signed SQL Server). mssql-python only; FreeTDS (pymssql) never checks it.",
                     },
                     "login_timeout": {
                         "label": "Login timeout (seconds)",

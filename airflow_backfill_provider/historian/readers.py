@@ -15,14 +15,15 @@ SQLAlchemy Core; only how they reach the database differs:
 * **SQLite** (``adbc-driver-sqlite``): the ordinary statement with ``?`` parameters; the driver
   steps the statement and emits batches of ``batch_size`` rows.
 
+* **SQL Server** (mssql-python): its Arrow fetch, see :mod:`~airflow_backfill_provider.historian.mssql_reader`.
+
 Every batch is normalised to :func:`~airflow_backfill_provider.historian.schema.arrow_history_schema`
 of the selected columns by :func:`normalize_batch`, so the spool is the same whichever reader ran.
-SQL Server keeps the DB-API path (pymssql); see docs/performance.md for why.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
 # Which Python package reads which SQLAlchemy backend into Arrow.
-ARROW_DRIVERS = {"postgresql": "psycopg", "sqlite": "adbc_driver_sqlite"}
+ARROW_DRIVERS = {"mssql": "mssql_python", "postgresql": "psycopg", "sqlite": "adbc_driver_sqlite"}
 # Bytes of PostgreSQL CSV per History row, so that the CSV reader's blocks hold about ``batch_size`` rows.
 _PG_CSV_BYTES_PER_ROW = 175
 # The largest CSV block: larger ones are no faster, and pyarrow's parser keeps more memory for them.
@@ -76,6 +77,7 @@ def iter_arrow_batches(
     batch_size: int,
     streams: int = 1,
     columns: Sequence[Column] = HISTORY_COLUMNS,
+    tls: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> Iterator[pa.RecordBatch]:
     """History rows of ``tags`` in the window as normalised Arrow batches of at most ``batch_size`` rows.
@@ -84,6 +86,8 @@ def iter_arrow_batches(
     :param streams: PostgreSQL only: read the tags in this many groups at once, each on its own
         connection and thread (parsing runs outside the GIL, so the groups use separate cores).
         Rows are the same; their order is not.
+    :param tls: SQL Server only: ``encrypt`` and ``trust_server_certificate`` (see
+        :func:`~airflow_backfill_provider.historian.mssql_reader.connection_string`).
     """
     schema = arrow_history_schema(columns)
     backend = url.get_backend_name()
@@ -94,6 +98,12 @@ def iter_arrow_batches(
             _iter_postgresql(url, historian, g, start, end, batch_size, columns, options) for g in groups
         ]
         raw = sources[0] if len(sources) == 1 else _interleave(sources, depth=2)
+    elif backend == "mssql":
+        from airflow_backfill_provider.historian.mssql_reader import iter_mssql_batches
+
+        raw = iter_mssql_batches(
+            url, historian, tags, start, end, batch_size=batch_size, columns=columns, tls=tls, **options
+        )
     elif backend == "sqlite":
         raw = _iter_sqlite(url, historian, tags, start, end, batch_size, columns, options)
     else:

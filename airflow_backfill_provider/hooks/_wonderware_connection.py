@@ -15,9 +15,10 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
 # How History rows are read (connection extra ``reader``): "arrow" (columns built outside Python:
-# PostgreSQL's COPY as CSV parsed by pyarrow, SQLite through ADBC), "dbapi" (SQLAlchemy over the
-# DB-API driver, rows turned into columns in Python; pymssql on SQL Server), or "auto": Arrow where
-# an Arrow reader for the backend is installed, else DB-API.
+# mssql-python's Arrow fetch on SQL Server, PostgreSQL's COPY as CSV parsed by pyarrow, SQLite
+# through ADBC), "dbapi" (SQLAlchemy over the DB-API driver, rows turned into columns in Python;
+# pymssql on SQL Server), or "auto": Arrow where an Arrow reader for the backend is installed, else
+# DB-API.
 READERS = ("auto", "arrow", "dbapi")
 # The extra holding a SQLAlchemy URL instead of SQL Server. Its name contains "dsn", one of the
 # names Airflow redacts, so the UI and the REST API show it as ***: a password left inside it never
@@ -26,6 +27,35 @@ URL_EXTRA = "sqlalchemy_dsn"
 LEGACY_URL_EXTRA = "sqlalchemy_url"
 # pymssql connect() options that may come from the connection's extra, forwarded in the URL query.
 _PYMSSQL_OPTIONS = ("tds_version", "charset", "login_timeout", "timeout", "appname", "conn_properties")
+# The extra ``encrypt`` (ODBC's words) as pymssql's ``encryption`` (FreeTDS's levels).
+_PYMSSQL_ENCRYPTION = {"yes": "require", "strict": "strict", "no": "off"}
+_TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
+
+
+def tls_settings(extra: dict) -> dict:
+    """``encrypt`` (``yes``/``no``/``strict``; None or ``auto``: the driver's default) and
+    ``trust_server_certificate`` (bool, None: the driver's default) from a connection's extra;
+    ``true``/``false`` are read as ``yes``/``no``."""
+    encrypt = extra_value(extra, "encrypt", None)
+    trust = extra_value(extra, "trust_server_certificate", None)
+    if encrypt is not None and str(encrypt).strip().lower() == "auto":
+        encrypt = None
+    if encrypt is not None:
+        word = str(encrypt).strip().lower()
+        word = "yes" if word in _TRUE else "no" if word in _FALSE else word
+        if word not in _PYMSSQL_ENCRYPTION:
+            raise ConfigurationError(
+                f"The Wonderware connection's encrypt must be auto, yes, no or strict, got {encrypt!r}."
+            )
+        encrypt = word
+    if trust is not None:
+        word = str(trust).strip().lower()
+        if word not in _TRUE + _FALSE:
+            raise ConfigurationError(
+                f"The Wonderware connection's trust_server_certificate must be true or false, got {trust!r}."
+            )
+        trust = word in _TRUE
+    return {"encrypt": encrypt, "trust_server_certificate": trust}
 
 
 def extra_value(extra: dict, key: str, default):
@@ -73,6 +103,9 @@ def connection_url(
             f"SQL Server, or the extra {URL_EXTRA!r} for another database."
         )
     query = {k: str(extra[k]) for k in _PYMSSQL_OPTIONS if extra.get(k) is not None}
+    encrypt = tls_settings(extra)["encrypt"]
+    if encrypt is not None:
+        query["encryption"] = _PYMSSQL_ENCRYPTION[encrypt]
     return URL.create(
         "mssql+pymssql",
         username=login or None,

@@ -32,6 +32,7 @@ from airflow_backfill_provider.hooks._wonderware_connection import (
     extra_value,
     resolve_reader,
     retry_policy_from_extra,
+    tls_settings,
     url_password_warning,
 )
 from airflow_backfill_provider.resilience import CircuitBreaker, RetryPolicy, call_with_retry
@@ -305,6 +306,7 @@ class WonderwareHook(MsSqlHook):
                 batch_size=batch_size,
                 streams=self.arrow_streams,
                 columns=selected,
+                tls=tls_settings(self.connection.extra_dejson),
                 **options,
             )
         else:

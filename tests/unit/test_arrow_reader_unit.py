@@ -23,10 +23,11 @@ def test_reader_choice():
     assert resolve_reader(None, "postgresql") == "arrow"
     assert resolve_reader("AUTO", "sqlite") == "arrow"
     assert resolve_reader("dbapi", "postgresql") == "dbapi"
-    # SQL Server keeps pymssql: auto falls back, an explicit arrow says why it cannot
-    assert resolve_reader("auto", "mssql") == "dbapi"
-    with pytest.raises(ConfigurationError, match="not available for 'mssql'"):
-        resolve_reader("arrow", "mssql")
+    # SQL Server: mssql-python's Arrow fetch by default, pymssql on request
+    assert resolve_reader("auto", "mssql") == "arrow"
+    assert resolve_reader("dbapi", "mssql") == "dbapi"
+    with pytest.raises(ConfigurationError, match="not available for 'oracle'"):
+        resolve_reader("arrow", "oracle")
     with pytest.raises(ConfigurationError, match="Invalid reader 'fast'"):
         resolve_reader("fast", "postgresql")
 

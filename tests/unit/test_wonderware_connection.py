@@ -121,3 +121,32 @@ def test_sqlite_and_postgresql_errors_by_code_and_words():
     down = sa.exc.OperationalError("connect", {}, Exception("connection refused"))
     assert configuration_problem(down) is None and is_transient_source_error(down)
     assert configuration_problem(sqlite3.OperationalError("database is locked")) is None
+
+
+def test_encrypt_and_trust_server_certificate_reach_both_drivers():
+    from sqlalchemy.engine import make_url
+
+    from airflow_backfill_provider.historian.mssql_reader import connection_string
+    from airflow_backfill_provider.hooks._wonderware_connection import connection_url, tls_settings
+
+    extra = {"encrypt": "yes", "trust_server_certificate": "true", "timeout": 30}
+    tls = tls_settings(extra)
+    assert tls == {"encrypt": "yes", "trust_server_certificate": True}
+    url = connection_url(host="h", port=1444, login="u;x", password="p}w;d=", schema="Runtime", extra=extra)
+    assert url.query == {"timeout": "30", "encryption": "require"}  # pymssql's (FreeTDS's) word
+    odbc = connection_string(make_url(url), **tls)
+    assert odbc == (
+        "Server=tcp:h,1444;Database={Runtime};UID={u;x};PWD={p}}w;d=};Encrypt=yes;TrustServerCertificate=yes"
+    )
+    assert tls_settings({"encrypt": False}) == {"encrypt": "no", "trust_server_certificate": None}
+    assert tls_settings({"encrypt": "strict"})["encrypt"] == "strict"
+    assert (
+        tls_settings({})
+        == tls_settings({"encrypt": "auto"})
+        == {"encrypt": None, "trust_server_certificate": None}
+    )
+    assert "Encrypt" not in connection_string(make_url("mssql+pymssql://u@h/db"))
+    with pytest.raises(ConfigurationError, match="encrypt must be auto, yes, no or strict, got 'maybe'"):
+        tls_settings({"encrypt": "maybe"})
+    with pytest.raises(ConfigurationError, match="trust_server_certificate must be true or false, got 'y'"):
+        tls_settings({"trust_server_certificate": "y"})

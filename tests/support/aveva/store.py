@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from contextlib import closing
 from collections.abc import Iterable, Sequence
+from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
 
