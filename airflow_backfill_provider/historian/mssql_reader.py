@@ -12,6 +12,7 @@ implicit BEGIN would cost a round trip). No Airflow import.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -73,14 +74,44 @@ def iter_mssql_batches(
     ``tls`` holds ``encrypt`` and ``trust_server_certificate`` (see :func:`connection_string`); the
     URL's ``login_timeout`` and ``timeout`` (seconds) become the login and the query timeout.
     """
-    import mssql_python
+    stmt = historian.history_query(tags, start, end, columns=columns, **options)
+    sql, params = _compiled(stmt)
+    with _connection(url, tls) as conn:
+        cursor = conn.cursor()
+        try:
+            cursor.execute(sql, params)
+            with cursor.arrow_reader(batch_size) as reader:
+                yield from reader
+        finally:
+            cursor.close()
+
+
+def scalar(url: URL, stmt, tls: Mapping[str, Any] | None = None):
+    """The one value ``stmt`` returns, read through mssql-python (the connection's Test uses it, so
+    it proves the driver that reads History can log in)."""
+    sql, params = _compiled(stmt)
+    with _connection(url, tls) as conn:
+        cursor = conn.cursor()
+        try:
+            cursor.execute(sql, params)
+            return cursor.fetchone()[0]
+        finally:
+            cursor.close()
+
+
+def _compiled(stmt) -> tuple[str, list]:
     from sqlalchemy.dialects import mssql
 
-    stmt = historian.history_query(tags, start, end, columns=columns, **options)
     compiled = stmt.compile(
         dialect=mssql.dialect(paramstyle="qmark"), compile_kwargs={"render_postcompile": True}
     )
-    params = [compiled.params[name] for name in compiled.positiontup]
+    return compiled.string, [compiled.params[name] for name in compiled.positiontup]
+
+
+@contextmanager
+def _connection(url: URL, tls: Mapping[str, Any] | None):
+    import mssql_python
+
     query = url.query
     conn = mssql_python.connect(
         connection_string(url, **(tls or {})),
@@ -91,13 +122,7 @@ def iter_mssql_batches(
         timeout = _seconds(query.get("timeout"), "timeout")
         if timeout:
             conn.timeout = timeout
-        cursor = conn.cursor()
-        try:
-            cursor.execute(compiled.string, params)
-            with cursor.arrow_reader(batch_size) as reader:
-                yield from reader
-        finally:
-            cursor.close()
+        yield conn
     finally:
         conn.close()
 

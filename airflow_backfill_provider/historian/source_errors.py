@@ -47,13 +47,15 @@ _MESSAGES = (
     (re.compile(r'role "([^"]*)" does not exist'), "the login {0!r} does not exist on the server"),
     (re.compile(r"no pg_hba\.conf entry"), "the server's pg_hba.conf admits no such login from here"),
     (re.compile(r"login failed for user '([^']*)'", re.I), "the login {0!r} was refused"),
-    (re.compile(r'cannot open database "([^"]*)"', re.I), "the database {0!r} cannot be opened"),
     (
         re.compile(r"unable to open database file|failed to open '([^']*)'"),
         "the SQLite file cannot be opened",
     ),
     (re.compile(r"permission denied", re.I), "permission denied"),
 )
+_CANNOT_OPEN_DATABASE = re.compile(r'cannot open database "([^"]*)"', re.I)
+# Words of the drivers' query timeouts: pymssql (FreeTDS 20003), ODBC (mssql-python, HYT00), psycopg.
+_TIMEOUT = re.compile(r"timed out|timeout expired|statement timeout", re.I)
 # Messages of errors that retrying cannot fix, although some drivers raise them as OperationalError.
 _PERMANENT_MARKERS = ("no such table", "no such column", "syntax error", "invalid object name")
 
@@ -62,6 +64,9 @@ def configuration_problem(err: BaseException) -> str | None:
     """Words for a source error that a retry cannot fix (a refused login, an unknown database, a
     missing permission), or ``None`` when the error is something else."""
     orig = getattr(err, "orig", None) or err  # SQLAlchemy keeps the driver's error in .orig
+    database = _CANNOT_OPEN_DATABASE.search(str(orig))
+    if database:  # SQL Server follows its 4060 with an 18456, which db-lib may report alone
+        return f"the database {database.group(1)!r} does not exist, or the login may not open it"
     number = mssql_error_number(orig)
     if number in _MSSQL_NUMBERS:
         return _MSSQL_NUMBERS[number]
@@ -103,6 +108,12 @@ def mssql_error_number(err: BaseException) -> int | None:
     if len(args) >= 2 and isinstance(args[0], int) and isinstance(args[1], (bytes, str)):
         return args[0]
     return None
+
+
+def is_timeout(err: BaseException) -> bool:
+    """True when a source error is a query or connection timeout (the driver's own words)."""
+    orig = getattr(err, "orig", None) or err
+    return bool(_TIMEOUT.search(str(orig)))
 
 
 def is_transient_source_error(err: BaseException) -> bool:

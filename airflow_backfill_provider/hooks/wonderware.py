@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from airflow.providers.microsoft.mssql.hooks.mssql import MsSqlHook
 
-from airflow_backfill_provider.exceptions import ConfigurationError
+from airflow_backfill_provider.exceptions import ConfigurationError, SourceUnavailableError
 from airflow_backfill_provider.historian.planning import select_tags
 from airflow_backfill_provider.historian.queries import Historian, rows_to_batch
 from airflow_backfill_provider.historian.schema import (
@@ -20,6 +20,7 @@ from airflow_backfill_provider.historian.schema import (
 from airflow_backfill_provider.historian.source_errors import (
     configuration_problem,
     driver_message,
+    is_timeout,
     is_transient_source_error,
 )
 from airflow_backfill_provider.hooks._test_message import untransient
@@ -197,12 +198,19 @@ class WonderwareHook(MsSqlHook):
         return bool(getattr(driver_conn, "autocommit", False))
 
     def test_connection(self) -> tuple[bool, str]:
-        """Count ``TagRef``: proves address, credentials, database and that it is a historian."""
+        """Count ``TagRef``: proves address, credentials, database and that it is a historian, through
+        the driver that reads History (mssql-python on SQL Server, unless the reader is ``dbapi``)."""
         conn_id = self.get_conn_id()
         try:
             where = describe_url(self.sqlalchemy_url)
-            with self.get_sqlalchemy_engine().connect() as conn:
-                n = conn.execute(sa.select(sa.func.count()).select_from(self.historian.tagref)).scalar()
+            count = sa.select(sa.func.count()).select_from(self.historian.tagref)
+            if self._url().get_backend_name() == "mssql" and self.reader == "arrow":
+                from airflow_backfill_provider.historian.mssql_reader import scalar
+
+                n = scalar(self._url(), count, tls_settings(self.connection.extra_dejson))
+            else:
+                with self.get_sqlalchemy_engine().connect() as conn:
+                    n = conn.execute(count).scalar()
         except ConfigurationError as err:
             return False, untransient(str(err), conn_id)
         except Exception as err:
@@ -243,6 +251,15 @@ class WonderwareHook(MsSqlHook):
             )
         except ConfigurationError:
             raise
+        except SourceUnavailableError as err:
+            if err.__cause__ is None or not is_timeout(err.__cause__):
+                raise
+            timeout = extra_value(self.connection.extra_dejson, "timeout", None)
+            limit = f"the connection's timeout of {timeout} s" if timeout else "the driver's timeout"
+            raise SourceUnavailableError(
+                f"{err} Each try timed out ({limit}): raise the connection extra 'timeout', or make "
+                "chunks smaller (chunk_window, tag_group_size)."
+            ) from err.__cause__
         except Exception as err:
             if configuration_problem(err) is None:
                 raise

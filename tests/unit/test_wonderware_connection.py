@@ -94,7 +94,7 @@ def _pymssql_errors():
 def test_sql_server_login_and_database_errors_are_configuration_errors():
     connect, statement, lost = _pymssql_errors()
     assert "wrong login or password" in configuration_problem(connect)
-    assert "database does not exist" in configuration_problem(statement)
+    assert "the database 'Runtim' does not exist" in configuration_problem(statement)
     assert not is_transient_source_error(connect) and not is_transient_source_error(statement)
     assert configuration_problem(lost) is None and is_transient_source_error(lost)
 
