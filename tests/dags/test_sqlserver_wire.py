@@ -83,17 +83,19 @@ def loaded(chdb_path) -> list[tuple]:
     return [(t, d.astimezone(UTC).replace(tzinfo=None), v, vv, q, qd) for t, d, v, vv, q, qd in rows]
 
 
+@pytest.mark.parametrize("reader", ["arrow", "dbapi"])  # mssql-python's Arrow fetch, pymssql
 def test_backfill_over_the_wire_holds_each_stored_value_once_whatever_the_chunking(
-    dagbag, historian, connect, tmp_path
+    dagbag, historian, connect, tmp_path, reader
 ):
     made_up_before = historian.emulator.synthetic_rows
+    historian.server.requests.clear()
     contents = {}
     for name, conf in {
         "6 tags x 8 h": {"tag_group_size": 6, "chunk_window": "PT8H"},
         "4 tags x 5 h": {"tag_group_size": 4, "chunk_window": "PT5H"},
         "all tags x 1 day": {"tag_group_size": 2000, "chunk_window": "P1D"},
     }.items():
-        connect(tmp_path / name)
+        connect(tmp_path / name, reader=reader)
         dr = run(dagbag, "wonderware_backfill", JAN2, **conf)  # a manual run covers [JAN1, JAN2)
         assert dr.state == "success", task_states(dr)
         contents[name] = loaded(tmp_path / name)
@@ -107,6 +109,10 @@ def test_backfill_over_the_wire_holds_each_stored_value_once_whatever_the_chunki
     midnight = [r for r in want if r[1] == datetime(2025, 1, 1)]
     assert len(midnight) == 9  # a stored row exactly on the boundary, once per tag
     assert {q.mode for q in historian.emulator.history_queries} == {"Full"}
+    # History came as RPC sp_prepexec with typed parameters (mssql-python) or as a batch with the
+    # values in the text (pymssql)
+    kinds = {r.kind for r in historian.server.requests if "FROM [History]" in r.sql}
+    assert kinds == {"arrow": {"rpc:sp_prepexec"}, "dbapi": {"batch"}}[reader]
 
 
 def test_one_interval_holds_what_many_intervals_hold(dagbag, historian, connect, tmp_path):
