@@ -234,3 +234,15 @@ def test_logins(emulator):
     with pytest.raises(SqlError) as err:
         em.login("reader", "pw", "NoSuchDb")
     assert err.value.number == 4060
+
+
+def test_between_is_inclusive_on_both_ends_and_residual_predicates_apply(emulator):
+    """The seed's query shape: BETWEEN, Value IS NOT NULL (applied to the retrieved rows), ORDER BY."""
+    em, session = emulator
+    sql = (
+        "SELECT DateTime, Value FROM History WHERE TagName IN ('A001') "
+        "AND DateTime BETWEEN '2009-09-12 00:21' AND '2009-09-12 00:35' AND Value IS NOT NULL "
+        "AND wwRetrievalMode = 'Delta' ORDER BY DateTime DESC"
+    )
+    (result,) = list(em.execute(sql, {}, session))
+    assert list(result.rows) == [(wall(32), 0.6), (wall(24), 1.2), (wall(21), 2.0)]

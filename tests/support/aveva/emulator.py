@@ -19,7 +19,14 @@ from sqlglot import exp
 
 from airflow_backfill_provider.historian.schema import HISTORY_COLUMNS, TAGREF_COLUMNS
 from tests.support.aveva import tsql
-from tests.support.aveva.retrieval import QD_NO_DATA, QUALITY_INITIAL, Request, Row, retrieve
+from tests.support.aveva.retrieval import (
+    QD_NO_DATA,
+    QUALITY_INITIAL,
+    Request,
+    Row,
+    retrieval_bounds,
+    retrieve,
+)
 from tests.support.aveva.store import HistorianStore
 from tests.support.tds.backend import (
     DATABASE_UNAVAILABLE,
@@ -142,13 +149,14 @@ class HistorianEmulator:
         request = query.request
         self.history_queries.append(request)
         info = self.store.tag_info(conn, request.tags)
+        bounds = retrieval_bounds(request, self.server_zone)
         conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS History ({', '.join(_HISTORY_NAMES)})")
         conn.execute("DELETE FROM temp.History")
         retrieved = [
             r
             for tag in request.tags
             if tag in info  # a tag the Historian does not know returns no row
-            for r in retrieve(tag, self.store.points(conn, tag), request, self.server_zone)
+            for r in retrieve(tag, self.store.points(conn, tag, *bounds), request, self.server_zone)
         ]
         self.synthetic_rows += sum(
             r.quality == QUALITY_INITIAL or r.quality_detail == QD_NO_DATA for r in retrieved

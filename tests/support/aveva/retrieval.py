@@ -112,6 +112,15 @@ def zone(name: str | None, server_zone: str) -> ZoneInfo:
         raise ValueError(f"Unknown wwTimeZone {key!r}") from err
 
 
+def retrieval_bounds(request: Request, server_zone: str = "UTC") -> tuple[datetime | None, datetime | None]:
+    """The request's window in UTC (None: unbounded); a Cyclic request reads its whole window too."""
+    tz = zone(request.time_zone, server_zone)
+    return tuple(  # type: ignore[return-value]
+        None if t is None else t.replace(tzinfo=tz).astimezone(timezone.utc)
+        for t in (request.start, request.end)
+    )
+
+
 def select_version(points: Sequence[Point], version: str) -> list[Point]:
     """One point per instant: the newest revision (``Latest``) or the original (``Original``) (72196)."""
     if version not in VERSIONS:

@@ -181,13 +181,25 @@ class HistorianStore:
                 info[name] = (key, unit, interp)
         return info
 
-    def points(self, conn: sqlite3.Connection, tag: str) -> list[Point]:
+    def points(
+        self, conn: sqlite3.Connection, tag: str, start: datetime | None = None, end: datetime | None = None
+    ) -> list[Point]:
+        """The tag's stored points (every revision) from the last instant before ``start`` (the one an
+        initial value is made of) to ``end`` inclusive; all of them without bounds."""
+        lo, hi = -(2**62), 2**62
+        if start is not None:
+            (before,) = conn.execute(
+                "SELECT MAX(Time) FROM Points WHERE TagName = ? AND Time < ?", (tag, to_micros(start))
+            ).fetchone()
+            lo = to_micros(start) if before is None else before
+        if end is not None:
+            hi = to_micros(end)
         return [
             Point(from_micros(us), v, vv, q, qd, opc, rev)
             for us, v, vv, q, qd, opc, rev in conn.execute(
                 "SELECT Time, Value, VValue, Quality, QualityDetail, OPCQuality, Revision FROM Points "
-                "WHERE TagName = ? ORDER BY Time, Revision",
-                (tag,),
+                "WHERE TagName = ? AND Time BETWEEN ? AND ? ORDER BY Time, Revision",
+                (tag, lo, hi),
             )
         ]
 

@@ -90,6 +90,15 @@ def split_history_query(select: exp.Select) -> HistoryQuery:
     options: dict[str, object] = {}
     residual = []
     for cond in conjuncts:
+        if (
+            isinstance(cond, exp.Between)
+            and isinstance(cond.this, exp.Column)
+            and cond.this.name.lower() == "datetime"
+        ):
+            low, high = _value(cond.args["low"]), _value(cond.args["high"])
+            if low is not _NOT_LITERAL and high is not _NOT_LITERAL:  # both ends inclusive
+                start, end, start_inclusive, end_inclusive = _datetime(low), _datetime(high), True, True
+                continue
         column, op, value = _comparison(cond)
         name = column.lower() if column else None
         if name == "tagname" and op in ("eq", "in"):
