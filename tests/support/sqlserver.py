@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tests.support.aveva import HistorianEmulator, HistorianStore
-from tests.support.tds import TdsServer
+from tests.support.tds import PreEncoded, ResultSet, Session, SqlError, TdsServer, encode_result_chunks
 
 READER, READER_PASSWORD = "historian_reader", "Rdr-p@ss;'w0rd"
 
@@ -58,6 +58,33 @@ class SlowHistory:
 
     def __exit__(self, *exc):
         self.emulator.delay_seconds = 0.0
+
+
+class RecordedReplay:
+    """A backend that answers each distinct statement (text and parameters) once through ``inner``
+    and then replays the TDS bytes of that answer: the Historian emulator computes rows in Python,
+    so benchmarks record once and measure the drivers against a source at socket speed."""
+
+    def __init__(self, inner: HistorianEmulator) -> None:
+        self.inner = inner
+        self.answers: dict[tuple, list[list[bytes]] | SqlError] = {}
+
+    def login(self, user: str, password: str, database: str | None) -> str:
+        return self.inner.login(user, password, database)
+
+    def execute(self, sql: str, params, session: Session):
+        key = (sql, tuple(sorted((k, repr(v)) for k, v in params.items())))
+        if key not in self.answers:
+            try:
+                results: list[ResultSet] = list(self.inner.execute(sql, params, session))
+                self.answers[key] = [list(encode_result_chunks(r)) for r in results]
+            except SqlError as err:
+                self.answers[key] = err
+        answer = self.answers[key]
+        if isinstance(answer, SqlError):
+            raise answer
+        for chunks in answer:
+            yield PreEncoded(chunks)
 
 
 @contextmanager
