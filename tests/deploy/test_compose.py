@@ -262,7 +262,7 @@ def test_every_connection_parses_into_its_type(services, monkeypatch):
 def test_connections_reach_the_services_as_the_hooks_read_them(services, monkeypatch):
     from airflow.secrets.environment_variables import EnvironmentVariablesBackend
 
-    from airflow_backfill_provider.hooks._wonderware_connection import connection_url, describe_url
+    from airflow_backfill_provider.hooks._wonderware_connection import connection_url, describe_url, tls_settings
     from airflow_backfill_provider.temporal.connection import client_kwargs_from_connection
 
     example = env_example()
@@ -280,7 +280,12 @@ def test_connections_reach_the_services_as_the_hooks_read_them(services, monkeyp
         schema=ww.schema,
         extra=ww.extra_dejson,
     )
-    assert describe_url(url) == "mssql+pymssql://historian_reader:***@sqlserver:1433/Runtime?login_timeout=15"
+    assert (
+        describe_url(url)
+        == "mssql+pymssql://historian_reader:***@sqlserver:1433/Runtime?encryption=require&login_timeout=15"
+    )
+    # SQL Server's container has a self-signed certificate: mssql-python needs to be told to trust it
+    assert tls_settings(ww.extra_dejson) == {"encrypt": "yes", "trust_server_certificate": True}
     assert url.password == example["HISTORIAN_READER_PASSWORD"]
 
     from airflow_backfill_provider.hooks.clickhouse import ClickHouseBackfillHook
