@@ -6,6 +6,12 @@ drivers the project uses or may use -- pymssql (FreeTDS db-lib), SQLAlchemy over
 mssql-python (Microsoft's driver, ODBC Driver 18 inside), pyodbc and arrow-odbc over FreeTDS ODBC,
 and arrow-odbc over mssql-python's bundled ODBC Driver 18 -- against a tiny dict-backed backend
 defined here, and check types, errors, cancellation, dropped connections and the replay mode.
+
+The endpoint runs in this process, in threads. mssql-python's ``fetchone()``/``fetchmany()`` keep
+the GIL while they wait for the network (measured: a Python thread makes no progress meanwhile),
+so a fetch that waits for rows the endpoint has not sent yet can deadlock with it; its
+``execute()``, ``fetchall()`` and ``arrow()`` do not show this here. Tests read with those, or
+fetch rows the endpoint has already sent.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -673,8 +680,11 @@ def test_mssql_python_connection_dropped_mid_read(server: TdsServer) -> None:
     conn = mssql_python_connect(server)
     try:
         cur = conn.cursor()
-        server.drop_after_rows(500)
+        dropped = server.drop_after_rows(500)
         cur.execute("SELECT n, t, name, v FROM numbers WHERE n < ?", 100_000)
+        # fetchone() holds the GIL while it waits for the network: let this in-process server close
+        # the socket first, or the two can deadlock (see the module docstring).
+        assert dropped.wait(10)
         with pytest.raises(mssql_python.Error, match="Communication link failure|TCP Provider"):
             while cur.fetchone() is not None:
                 pass
@@ -695,8 +705,9 @@ def test_mssql_python_bulk_fetch_dropped_mid_read_raises(server: TdsServer, fetc
     conn = mssql_python_connect(server)
     try:
         cur = conn.cursor()
-        server.drop_after_rows(500)
+        dropped = server.drop_after_rows(500)
         cur.execute("SELECT n, t, name, v FROM numbers WHERE n < ?", 100_000)
+        assert dropped.wait(10)
         with pytest.raises(mssql_python.Error):
             getattr(cur, fetch)()
     finally:
@@ -988,3 +999,40 @@ def test_replay_backend_serves_pre_encoded_result_to_each_driver() -> None:
         finally:
             conn.close()
     assert replay.executed == 3
+
+
+def test_mssql_python_executemany_uses_prepare_and_execute(server: TdsServer) -> None:
+    before = len(server.requests)
+    conn = mssql_python_connect(server)
+    try:
+        conn.cursor().executemany("SELECT * FROM echo WHERE x = ?", [("a",), ("b",)])
+    finally:
+        conn.close()
+    calls = [(r.kind, r.sql, r.params) for r in list(server.requests)[before:] if r.kind.startswith("rpc:")]
+    assert calls[:3] == [
+        ("rpc:sp_prepare", "SELECT * FROM echo WHERE x = @P1", {}),
+        ("rpc:sp_execute", "SELECT * FROM echo WHERE x = @P1", {"@P1": "a"}),  # the handle from sp_prepare
+        ("rpc:sp_execute", "SELECT * FROM echo WHERE x = @P1", {"@P1": "b"}),
+    ]
+
+
+def test_python_tds(server: TdsServer) -> None:
+    pytds = pytest.importorskip("pytds")
+    with pytds.connect("127.0.0.1", DATABASE, USER, PASSWORD, port=server.port) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT * FROM alltypes WHERE TagName = %s", (UNICODE_TAG,))
+        check_typed_rows(cur.fetchall())
+    assert server.requests[-1].kind == "rpc:sp_executesql"
+
+
+def test_stop_closes_client_connections_and_joins_threads(backend: DictBackend) -> None:
+    import pymssql
+
+    srv = TdsServer(backend).start()
+    conn = pymssql_connect(srv)
+    assert srv.connection_count == 1
+    srv.stop()
+    assert srv.connection_count == 0
+    assert not [t for t in threading.enumerate() if t.name.startswith(f"tds-{srv.port}-")]
+    with pytest.raises(pymssql.Error):
+        conn.cursor().execute("SELECT * FROM alltypes WHERE TagName = %s", (UNICODE_TAG,))

@@ -9,7 +9,6 @@ ATTENTION arrived so a streaming result stops on a token boundary (MS-TDS 2.2.1.
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
@@ -206,8 +205,8 @@ class RequestHandler:
         except SqlError as exc:
             # SQL Server follows a 4060 with an 18456 too; then db-lib reports only the 18456, so
             # the endpoint sends the backend's error alone and the drivers show its number.
+            self._record_login(login, login.database, self.packet_size, False)  # before the client hears
             self.reply(self.error_token(exc) + T.done(T.DONE_ERROR))
-            self._record_login(login, login.database, self.packet_size, False)
             return False
         self.session = Session(login=login.username, database=database, spid=self.conn.spid)
         name = self.server.server_name
@@ -223,9 +222,9 @@ class RequestHandler:
             + T.env_text(T.ENV_PACKETSIZE, str(size), str(P.DEFAULT_PACKET_SIZE))
             + T.done()
         )
+        self._record_login(login, database, size, True)
         self.reply(tokens)
         self.packet_size = size
-        self._record_login(login, database, size, True)
         return True
 
     # --- SQL_BATCH ---
@@ -278,7 +277,7 @@ class RequestHandler:
             return (T.DONE_FINAL if result.rowcount is None else T.DONE_COUNT), result.rowcount or 0, 0
         encoder = T.RowEncoder(result.columns)
         reply.write(encoder.metadata())
-        drop_at = self.server.take_drop_after()
+        drop_at, self._dropped = self.server.take_drop_after()
         drop_at = -1 if drop_at is None else drop_at
         buf, row, count = reply.buf, encoder.row, 0
         attention = self.conn.attention
@@ -295,7 +294,7 @@ class RequestHandler:
                 if len(buf) >= FLUSH_BYTES:
                     reply.flush()
                     last_flush = time.monotonic()
-                elif not count & 1023 and time.monotonic() - last_flush > SLOW_FLUSH_SECONDS:
+                elif not count & 63 and time.monotonic() - last_flush > SLOW_FLUSH_SECONDS:
                     reply.flush()  # a slow generator: let the client see the rows so far
                     last_flush = time.monotonic()
                 if count == drop_at:
@@ -308,8 +307,8 @@ class RequestHandler:
         """The fault hook: send what is buffered (no EOM), then close the socket."""
         log.debug("spid %d: dropping the connection mid-result (fault hook)", self.conn.spid)
         self.send(reply.buf, eom=False)
-        self.conn.sock.shutdown(socket.SHUT_RDWR)
         self.conn.close()
+        self._dropped.set()
         raise Dropped
 
     def pre_encoded(self, reply: Reply, chunks: Iterable[bytes]) -> tuple[int, int, int]:

@@ -146,6 +146,7 @@ class TdsServer:
         self._stopping = threading.Event()
         self._spids = itertools.count(51)  # user sessions start above 50 in SQL Server
         self._drop_after: int | None = None
+        self._dropped = threading.Event()
 
     # --- lifecycle ---
 
@@ -156,7 +157,7 @@ class TdsServer:
         self.port = listener.getsockname()[1]
         self._stopping.clear()
         self._accept_thread = threading.Thread(
-            target=self._accept_loop, name=f"tds-accept-{self.port}", daemon=True
+            target=self._accept_loop, name=f"tds-{self.port}-accept", daemon=True
         )
         self._accept_thread.start()
         log.debug("TDS endpoint listening on %s:%d", self.host, self.port)
@@ -185,17 +186,24 @@ class TdsServer:
 
     # --- fault injection ---
 
-    def drop_after_rows(self, n: int | None) -> None:
+    def drop_after_rows(self, n: int | None) -> threading.Event:
         """Make the server close the client's socket after sending ``n`` rows of the next result
-        set with columns (on any connection): a connection dropped mid-read. ``None`` disarms."""
+        set with columns (on any connection): a connection dropped mid-read. ``None`` disarms.
+
+        Returns an Event set once the socket is closed. A client whose fetch holds the GIL while it
+        waits for the network (mssql-python's fetchone/fetchmany) can starve this in-process server
+        before it closes the socket; such a test waits for the Event before fetching.
+        """
         with self._lock:
             self._drop_after = n
+            self._dropped = threading.Event()
+            return self._dropped
 
-    def take_drop_after(self) -> int | None:
+    def take_drop_after(self) -> tuple[int | None, threading.Event]:
         """Consume the one-shot drop_after_rows() setting (called when a result set starts)."""
         with self._lock:
             n, self._drop_after = self._drop_after, None
-            return n
+            return n, self._dropped
 
     @property
     def connection_count(self) -> int:
@@ -237,8 +245,10 @@ class Connection:
         self.inbox: queue.Queue[Message | None] = queue.Queue()
         self.attention = threading.Event()
         self._closed = threading.Event()
-        self._reader = threading.Thread(target=self._read_loop, name=f"tds-read-{spid}", daemon=True)
-        self._worker = threading.Thread(target=self._work, name=f"tds-spid-{spid}", daemon=True)
+        self._reader = threading.Thread(
+            target=self._read_loop, name=f"tds-{server.port}-read-{spid}", daemon=True
+        )
+        self._worker = threading.Thread(target=self._work, name=f"tds-{server.port}-spid-{spid}", daemon=True)
 
     def start(self) -> None:
         self._reader.start()
