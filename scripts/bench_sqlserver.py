@@ -203,20 +203,21 @@ def run_case(args) -> dict:
     args.spool_rows = None
     rss_before = _status("VmRSS")
     _reset_peak()
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     if args.case in ("ours", "ours_dbapi"):
         moved = case_ours(
             args, tags, datetime.fromisoformat(args.start), datetime.fromisoformat(args.end), target, None
         )
     else:
         moved = CASE_FUNCTIONS[args.case](args, source, tags, target)
-    seconds = time.perf_counter() - began
+    seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
     result = {
         "case": args.case,
         "rows_moved": moved,
         "seconds": round(seconds, 3),
         "rows_per_second": round(moved / seconds) if seconds else 0,
         "added_mb": _status("VmHWM") - rss_before,
+        "cpu_seconds": round(cpu, 2),  # the case process's, all its threads (ClickHouse's too)
     }
     if args.case in LOADING:
         result.update(_check(target))
@@ -284,12 +285,18 @@ def measure(args, rows: int, cases) -> dict:
             began = time.perf_counter()
             run_in_process(case, server.port, args, START, end)  # warm-up: records the answers
             say(f"  {case}: warm-up (recording) {time.perf_counter() - began:.0f} s")
-            runs = [run_in_process(case, server.port, args, START, end) for _ in range(args.repeat)]
+            runs = []
+            for _ in range(args.repeat):
+                served = time.process_time()  # this process's CPU: the endpoint's threads
+                runs.append(run_in_process(case, server.port, args, START, end))
+                runs[-1]["endpoint_cpu_seconds"] = round(time.process_time() - served, 2)
             results[case] = {
                 "rows": runs[0]["rows_moved"],
                 "seconds": statistics.median(r["seconds"] for r in runs),
                 "rows_per_second": statistics.median(r["rows_per_second"] for r in runs),
                 "added_mb": statistics.median(r["added_mb"] for r in runs),
+                "cpu_seconds": statistics.median(r["cpu_seconds"] for r in runs),
+                "endpoint_cpu_seconds": statistics.median(r["endpoint_cpu_seconds"] for r in runs),
                 **{k: runs[-1][k] for k in ("clickhouse_rows", "duplicates") if k in runs[-1]},
             }
             say(f"  {case}: {json.dumps(results[case])}")
@@ -326,10 +333,13 @@ def main(argv=None) -> int:
     )
     results = measure(args, args.rows, cases)
     say()
-    say(f"{'case':<20}{'rows':>11}{'median s':>10}{'rows/s':>11}{'added MB':>10}")
+    say(
+        f"{'case':<20}{'rows':>11}{'median s':>10}{'rows/s':>11}{'added MB':>10}{'CPU s':>8}{'endpoint CPU s':>16}"
+    )
     for case in cases:
         r = results[case]
-        say(f"{case:<20}{r['rows']:>11,}{r['seconds']:>10.2f}{r['rows_per_second']:>11,}{r['added_mb']:>10}")
+        say(f"{case:<20}{r['rows']:>11,}{r['seconds']:>10.2f}{r['rows_per_second']:>11,}{r['added_mb']:>10}"
+            f"{r['cpu_seconds']:>8.2f}{r['endpoint_cpu_seconds']:>16.2f}")  # fmt: skip
     reads = [results[c]["rows_per_second"] for c in READS if c in results]
     summary = {"stored": results["_stored"], "cases": {c: results[c] for c in cases}}
     if "ours" in results and reads:
