@@ -38,8 +38,11 @@ lint: install
 	$(VENV)/bin/ruff check airflow_backfill_provider dags tests scripts
 	$(VENV)/bin/ruff format --check airflow_backfill_provider dags tests scripts
 
+# PostgreSQL cases, then the SQL Server cases over the tests' TDS endpoint and Historian emulator
+# (a module run from the repository root: it imports tests/support). SQLSERVER_ARGS go to the second.
 bench: install system-deps
 	$(PY) scripts/bench.py $(ARGS)
+	$(PY) -m scripts.bench_sqlserver $(SQLSERVER_ARGS)
 
 bench-orchestration: install
 	$(PY) scripts/bench.py --orchestration $(ARGS)
