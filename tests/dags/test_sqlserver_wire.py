@@ -44,16 +44,18 @@ def historian(tmp_path_factory):
         yield sqlserver
 
 
+def point_at(monkeypatch, sqlserver, chdb_path, **extra) -> None:
+    """The default connections: this SQL Server historian, and an embedded ClickHouse at ``chdb_path``."""
+    monkeypatch.setenv("AIRFLOW_CONN_WONDERWARE_DEFAULT", sqlserver.connection_json(**extra))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CLICKHOUSE_DEFAULT",
+        json.dumps({"conn_type": "clickhouse", "extra": {"chdb_path": str(chdb_path)}}),
+    )
+
+
 @pytest.fixture
 def connect(historian, monkeypatch):
-    def connect(chdb_path, **extra) -> None:
-        monkeypatch.setenv("AIRFLOW_CONN_WONDERWARE_DEFAULT", historian.connection_json(**extra))
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_CLICKHOUSE_DEFAULT",
-            json.dumps({"conn_type": "clickhouse", "extra": {"chdb_path": str(chdb_path)}}),
-        )
-
-    return connect
+    return lambda chdb_path, **extra: point_at(monkeypatch, historian, chdb_path, **extra)
 
 
 def run(dagbag, dag_id: str, logical_date: datetime | None = None, **conf):
@@ -62,6 +64,13 @@ def run(dagbag, dag_id: str, logical_date: datetime | None = None, **conf):
     dag = DagBag(dag_folder=dagbag.dag_folder).get_dag(dag_id)
     when = pendulum.instance(logical_date) if logical_date else None
     return dag.test(logical_date=when, run_conf=conf or None)
+
+
+def backfill_range(dagbag, start: datetime, end: datetime, **conf):
+    """A manual wonderware_backfill run over an explicit range, asserted successful."""
+    dr = run(dagbag, "wonderware_backfill", range_start=start.isoformat(), range_end=end.isoformat(), **conf)
+    assert dr.state == "success", task_states(dr)
+    return dr
 
 
 def expected(historian, start: datetime, end: datetime) -> list[tuple]:
@@ -121,15 +130,7 @@ def test_one_interval_holds_what_many_intervals_hold(dagbag, historian, connect,
         dr = run(dagbag, "wonderware_backfill", day, tag_group_size=5, chunk_window="PT7H")
         assert dr.state == "success", task_states(dr)
     connect(tmp_path / "range")
-    dr = run(
-        dagbag,
-        "wonderware_backfill",
-        range_start=JAN1.isoformat(),
-        range_end=JAN3.isoformat(),
-        tag_group_size=3,
-        chunk_window="PT13H",
-    )
-    assert dr.state == "success", task_states(dr)
+    backfill_range(dagbag, JAN1, JAN3, tag_group_size=3, chunk_window="PT13H")
     assert loaded(tmp_path / "daily") == loaded(tmp_path / "range") == expected(historian, JAN1, JAN3)
 
 
@@ -147,14 +148,7 @@ def live_historian(tmp_path):
 def test_sync_and_backfill_load_the_same_rows_over_the_same_hours(
     dagbag, live_historian, monkeypatch, tmp_path
 ):
-    def connect(chdb_path):
-        monkeypatch.setenv("AIRFLOW_CONN_WONDERWARE_DEFAULT", live_historian.connection_json())
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_CLICKHOUSE_DEFAULT",
-            json.dumps({"conn_type": "clickhouse", "extra": {"chdb_path": str(chdb_path)}}),
-        )
-
-    connect(tmp_path / "sync")
+    point_at(monkeypatch, live_historian, tmp_path / "sync")
     summaries = []
     for _ in range(3):  # three runs, each from a new start (its lookback): each would add made-up rows
         dr = run(dagbag, "wonderware_sync")
@@ -165,14 +159,6 @@ def test_sync_and_backfill_load_the_same_rows_over_the_same_hours(
     synced = loaded(tmp_path / "sync")
     assert synced == expected(live_historian, start, horizon) and len(synced) > 500
 
-    connect(tmp_path / "backfill")
-    dr = run(
-        dagbag,
-        "wonderware_backfill",
-        range_start=start.isoformat(),
-        range_end=horizon.isoformat(),
-        tag_group_size=2,
-        chunk_window="PT17M",
-    )
-    assert dr.state == "success", task_states(dr)
+    point_at(monkeypatch, live_historian, tmp_path / "backfill")
+    backfill_range(dagbag, start, horizon, tag_group_size=2, chunk_window="PT17M")
     assert loaded(tmp_path / "backfill") == synced
