@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from airflow_backfill_provider.exceptions import ConfigurationError
 from airflow_backfill_provider.historian.queries import MAX_TAGS_PER_QUERY
@@ -282,10 +283,22 @@ def clip_to_fence(
     )
 
 
-def lag_seconds(horizon: datetime, seen: Iterable[datetime | None]) -> float | None:
-    """Seconds from the newest row seen to the horizon, or ``None`` when no row was ever seen."""
-    newest = max((s for s in seen if s is not None), default=None)
-    return round((horizon - newest).total_seconds(), 3) if newest is not None else None
+def lags(horizon: datetime, seen: Mapping[str, datetime | None]) -> dict[str, Any]:
+    """How far the table is behind ``horizon``: each tag's lag is the horizon minus its newest row.
+
+    ``oldest_seconds`` and ``oldest_tag`` name the tag furthest behind (the one to alert on: a tag
+    that stopped sending shows here and nowhere else), ``freshest_seconds`` the tag closest to the
+    horizon. Tags never seen have no lag; all ``None`` when no tag was ever seen.
+    """
+    known = {tag: s for tag, s in seen.items() if s is not None}
+    if not known:
+        return {"oldest_seconds": None, "oldest_tag": None, "freshest_seconds": None}
+    oldest_tag = min(known, key=lambda tag: (known[tag], tag))
+    return {
+        "oldest_seconds": round((horizon - known[oldest_tag]).total_seconds(), 3),
+        "oldest_tag": oldest_tag,
+        "freshest_seconds": round((horizon - max(known.values())).total_seconds(), 3),
+    }
 
 
 def _latest(a: datetime | None, b: datetime | None) -> datetime | None:

@@ -25,7 +25,7 @@ from airflow_backfill_provider.historian.sync import (
     TagState,
     claim_rows,
     done_rows,
-    lag_seconds,
+    lags,
     plan_sync,
 )
 from airflow_backfill_provider.historian.transfer import (
@@ -156,10 +156,11 @@ def sync_once(
                 {"start": iso(group.start), "end": iso(group.end), "tags": commit["mismatched"]}
             )
 
-    before = [s.last_seen for s in plan.previous.values()]
-    after = {t: s.last_seen for t, s in plan.previous.items()}
+    before = {t: s.last_seen for t, s in plan.previous.items()}
+    after = dict(before)
     for tag, newest in seen.items():
         after[tag] = max(newest, after[tag]) if after.get(tag) else newest
+    lag_after = lags(plan.horizon, after)
     seconds = time.monotonic() - started
     summary = {
         "run_id": run_id,
@@ -177,8 +178,11 @@ def sync_once(
         "write_seconds": round(write_seconds, 3),
         "append_seconds": round(append_seconds, 3),
         "rows_per_second": round(rows / seconds, 1) if seconds > 0 else 0.0,
-        "lag_before_seconds": lag_seconds(plan.horizon, before),
-        "lag_after_seconds": lag_seconds(plan.horizon, after.values()),
+        # the oldest tag's lag: a tag that stops sending shows here (docs/sync.md, Metrics)
+        "lag_before_seconds": lags(plan.horizon, before)["oldest_seconds"],
+        "lag_after_seconds": lag_after["oldest_seconds"],
+        "lag_after_tag": lag_after["oldest_tag"],
+        "freshest_lag_after_seconds": lag_after["freshest_seconds"],
         "mismatched_windows": len(mismatches),
     }
     log.info(

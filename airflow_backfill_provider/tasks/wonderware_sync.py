@@ -93,17 +93,22 @@ def sync(
     summary["tag_cache"] = tags.cache
     summary["task_seconds"] = round(time.monotonic() - started, 3)
     log.info(
-        "Sync summary: %d new rows (%d read) for %d tags, lag %s s → %s s, %.2f s, tag cache %s",
+        "Sync summary: %d new rows (%d read) for %d tags, oldest tag's lag %s → %s%s, %.2f s, tag cache %s",
         summary["rows_inserted"],
         summary["rows_read"],
         summary["tags"],
-        summary["lag_before_seconds"],
-        summary["lag_after_seconds"],
+        _seconds(summary["lag_before_seconds"]),
+        _seconds(summary["lag_after_seconds"]),
+        f" ({summary['lag_after_tag']})" if summary.get("lag_after_tag") else "",
         summary["task_seconds"],
         tags.cache,
     )
     emit_metrics(summary)
     return summary
+
+
+def _seconds(value: float | None) -> str:
+    return "none yet (no row seen)" if value is None else f"{value:.1f} s"
 
 
 def add_columns(target: ClickHouseSyncTarget, settings: WonderwareSyncSettings) -> list[str]:

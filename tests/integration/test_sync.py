@@ -178,7 +178,11 @@ def test_a_tag_that_lags_the_others_loses_nothing(pg_plant, max_tag_lag):
         due = [r for r in pending if r[1] < h - 29 * MIN]
         pending = [r for r in pending if r[1] >= h - 29 * MIN]
         p.add_source_rows(due)
-        p.sync(h, options=options)
+        summary = p.sync(h, options=options)
+    # the lag the docs say to alert on is the oldest tag's: the lagging one, 30 minutes back or more
+    assert summary["lag_after_tag"] == lagging
+    assert summary["lag_after_seconds"] >= 29 * 60
+    assert summary["freshest_lag_after_seconds"] < 5 * 60
     first = T0 + timedelta(hours=1)  # the first run's window start
     source, held = p.source_rows(first, h), p.clickhouse_rows(T0, h)
     missing = source - held

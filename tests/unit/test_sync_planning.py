@@ -18,7 +18,7 @@ from airflow_backfill_provider.historian.sync import (
     done_rows,
     fence_of,
     floor_to,
-    lag_seconds,
+    lags,
     plan_sync,
     state_table_name,
     sync_state_ddl,
@@ -216,5 +216,9 @@ def test_state_table_and_helpers():
     assert "ReplacingMergeTree(version)" in ddl and "ORDER BY TagName" in ddl
     assert floor_to(H, MIN) == datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
     assert floor_to(H, timedelta(hours=1)) == datetime(2025, 6, 1, 12, tzinfo=UTC)
-    assert lag_seconds(H, [None, H - MIN, H - 2 * MIN]) == 60.0
-    assert lag_seconds(H, [None]) is None
+    # the oldest tag's lag, and which tag: a tag that stopped sending is what an alert must see
+    quiet = lags(
+        H, {"new": None, "current": H - MIN, "quiet": H - 128 * timedelta(seconds=1), "b": H - 2 * MIN}
+    )
+    assert quiet == {"oldest_seconds": 128.0, "oldest_tag": "quiet", "freshest_seconds": 60.0}
+    assert lags(H, {"new": None}) == {"oldest_seconds": None, "oldest_tag": None, "freshest_seconds": None}
