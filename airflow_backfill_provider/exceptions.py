@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -26,12 +27,32 @@ class ReconciliationError(BackfillProviderError):
     """Rows written to the target do not match the rows read from the source."""
 
 
+# Airflow's words for a connection id it cannot find (airflow.sdk's AirflowNotFoundException).
+_MISSING_CONNECTION = re.compile(r"conn_id `([^`]+)` isn't defined")
+
+
+def missing_connection(err: BaseException) -> str | None:
+    """What to do about an Airflow connection that is not defined, or ``None`` for another error."""
+    match = _MISSING_CONNECTION.search(str(err)) if type(err).__name__ == "AirflowNotFoundException" else None
+    if match is None:
+        return None
+    conn_id = match.group(1)
+    return (
+        f"The Airflow connection {conn_id!r} is not defined. Add it: Admin > Connections in the UI, "
+        f"`airflow connections add {conn_id} ...`, or the environment variable "
+        f"AIRFLOW_CONN_{conn_id.upper()} (docs/connections.md has an example of each type). "
+        "Retrying cannot help."
+    )
+
+
 @contextmanager
 def fail_without_retry() -> Iterator[None]:
-    """Turn a :class:`ConfigurationError` raised inside the block into a task failure with no retry.
+    """Turn a :class:`ConfigurationError`, or a connection Airflow cannot find, raised inside the
+    block into a task failure with no retry.
 
     The one place where bad input becomes Airflow's ``AirflowFailException``: retrying cannot fix a
-    wrong Param, connection field or setting, so the task fails at once with the message as is.
+    wrong Param, connection field or setting, or a connection that is missing, so the task fails at
+    once, saying what to fix.
     """
     try:
         yield
@@ -39,3 +60,10 @@ def fail_without_retry() -> Iterator[None]:
         from airflow.sdk.exceptions import AirflowFailException
 
         raise AirflowFailException(str(err)) from err
+    except Exception as err:
+        message = missing_connection(err)
+        if message is None:
+            raise
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(message) from err

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import CronTriggerTimetable, dag, task
 
+from airflow_backfill_provider.exceptions import fail_without_retry
 from airflow_backfill_provider.hooks._clickhouse_sync import ClickHouseSyncTarget
 from airflow_backfill_provider.hooks._tag_cache import TagCache
 from airflow_backfill_provider.hooks.airflow_api import AirflowApiHook
@@ -61,18 +62,20 @@ def _target() -> ClickHouseSyncTarget:
 def wonderware_sync():
     @task(execution_timeout=timedelta(minutes=10))
     def sync(run_id=None) -> dict:
-        source = WonderwareHook(wonderware_conn_id=SETTINGS.wonderware_conn_id)
-        cache = TagCache(SETTINGS.redis_conn_id, SETTINGS.tag_cache_key, SETTINGS.tag_cache_ttl)
-        return steps.sync(source, _target(), cache, SETTINGS, run_id=run_id)
+        with fail_without_retry():  # a missing connection fails at once, naming it
+            source = WonderwareHook(wonderware_conn_id=SETTINGS.wonderware_conn_id)
+            cache = TagCache(SETTINGS.redis_conn_id, SETTINGS.tag_cache_key, SETTINGS.tag_cache_ttl)
+            return steps.sync(source, _target(), cache, SETTINGS, run_id=run_id)
 
     @task
     def retroactive(summary: dict, run_id=None) -> dict:
-        target = _target()
-        api = AirflowApiHook(SETTINGS.airflow_api_conn_id) if SETTINGS.retroactive else None
-        return {
-            **steps.retroactive_tags(target, SETTINGS, api, sync_run_id=run_id),
-            "column_reloads": steps.retroactive_columns(target, SETTINGS, api),
-        }
+        with fail_without_retry():
+            target = _target()
+            api = AirflowApiHook(SETTINGS.airflow_api_conn_id) if SETTINGS.retroactive else None
+            return {
+                **steps.retroactive_tags(target, SETTINGS, api, sync_run_id=run_id),
+                "column_reloads": steps.retroactive_columns(target, SETTINGS, api),
+            }
 
     retroactive(sync())
 

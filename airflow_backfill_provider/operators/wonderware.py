@@ -97,6 +97,10 @@ class WonderwareToClickHouseOperator(BaseOperator):
         self.columns = columns
 
     def execute(self, context: Context) -> dict[str, Any]:
+        with fail_without_retry():  # also a connection that is missing: it fails at once, named
+            return self._load()
+
+    def _load(self) -> dict[str, Any]:
         with fail_without_retry():
             tags, start, end, dry_run, columns = self._validated()
         chunk_id = self.chunk_id or f"{start:%Y%m%dT%H%M%S}-{end:%Y%m%dT%H%M%S}"
