@@ -11,7 +11,9 @@ Each run is a fresh process (this module with ``--case``) that reads over TCP fr
 this process, into a fresh embedded ClickHouse loaded before the clock starts. Cases:
 
 * ``ours``: what ``WonderwareToClickHouseOperator`` runs, chunk after chunk, with the default reader
-  (mssql-python's Arrow fetch); ``ours_dbapi``: the same through pymssql;
+  (mssql-python's Arrow fetch), into embedded ClickHouse; ``ours_server``: the same into a ClickHouse
+  server (the tests' HTTP endpoint, its engine in a process of its own, as in production);
+  ``ours_dbapi``: ``ours`` through pymssql;
 * ``read_mssql_python``: the same chunk queries read into Arrow by mssql-python, nothing inserted;
   ``read_arrow_odbc``: by arrow-odbc over FreeTDS's ODBC driver (when installed); the fastest of the
   bare reads is what ``ours`` is compared with;
@@ -28,6 +30,7 @@ root as a module (``python -m scripts.bench_sqlserver``): it imports ``tests/sup
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -44,9 +47,9 @@ UTC = timezone.utc
 START = datetime(2025, 1, 1)
 RATE = 60
 FREETDS_ODBC = "/usr/lib/x86_64-linux-gnu/odbc/libtdsodbc.so"
-CASES = ("read_mssql_python", "read_arrow_odbc", "read_pymssql", "ours", "ours_dbapi", "seed")
+CASES = ("read_mssql_python", "read_arrow_odbc", "read_pymssql", "ours", "ours_server", "ours_dbapi", "seed")
 READS = ("read_mssql_python", "read_arrow_odbc")
-LOADING = ("ours", "ours_dbapi", "seed")
+LOADING = ("ours", "ours_server", "ours_dbapi", "seed")
 
 
 # --- inside a case process ---------------------------------------------------------------------------
@@ -185,6 +188,7 @@ def _qmark(stmt) -> tuple[str, list]:
 def run_case(args) -> dict:
     import clickhouse_connect  # noqa: F401 - loaded before the clock, as in any task process
 
+    from airflow_backfill_provider.historian.transfer import DEFAULT_SPOOL_ROWS
     from airflow_backfill_provider.hooks.clickhouse import ClickHouseBackfillHook
     from airflow_backfill_provider.hooks.wonderware import WonderwareHook
 
@@ -192,19 +196,20 @@ def run_case(args) -> dict:
     os.environ["AIRFLOW_CONN_BENCH_WONDERWARE"] = json.dumps(
         _connection(args.port, "dbapi" if args.case in ("ours_dbapi", "read_pymssql") else "arrow")
     )
-    os.environ["AIRFLOW_CONN_BENCH_CLICKHOUSE"] = json.dumps(
-        {"conn_type": "clickhouse", "extra": {"chdb_path": os.path.join(work, "chdb")}}
-    )
+    if args.case != "ours_server":  # which gets a server's connection from the parent
+        os.environ["AIRFLOW_CONN_BENCH_CLICKHOUSE"] = json.dumps(
+            {"conn_type": "clickhouse", "extra": {"chdb_path": os.path.join(work, "chdb")}}
+        )
     target = ClickHouseBackfillHook(clickhouse_conn_id="bench_clickhouse")
     with target.session() as client:
         target.ensure_history_table(client, TABLE)
     source = WonderwareHook(wonderware_conn_id="bench_wonderware")
     tags = source.discover_tags(exclude_system=False)
-    args.spool_rows = None
+    args.spool_rows = DEFAULT_SPOOL_ROWS  # as a task runs it (None would be one file per chunk)
     rss_before = _status("VmRSS")
     _reset_peak()
     began, cpu = time.perf_counter(), time.process_time()
-    if args.case in ("ours", "ours_dbapi"):
+    if args.case in ("ours", "ours_server", "ours_dbapi"):
         moved = case_ours(
             args, tags, datetime.fromisoformat(args.start), datetime.fromisoformat(args.end), target, None
         )
@@ -248,7 +253,15 @@ def run_in_process(case: str, port: int, args, start: datetime, end: datetime) -
                "--start", start.isoformat(), "--end", end.isoformat(), "--workdir", args.workdir,
                "--chunk-window", args.chunk_window, "--tag-group-size", str(args.tag_group_size),
                "--batch-size", str(args.batch_size)]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+    root = Path(__file__).resolve().parent.parent
+    with contextlib.ExitStack() as stack:
+        env = dict(os.environ)
+        if case == "ours_server":
+            from tests.support.clickhouse_http import clickhouse_http_server
+
+            server = stack.enter_context(clickhouse_http_server(tempfile.mkdtemp(dir=args.workdir)))
+            env["AIRFLOW_CONN_BENCH_CLICKHOUSE"] = json.dumps(server.connection())
+        done = subprocess.run(command, capture_output=True, text=True, cwd=root, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"case {case} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -274,11 +287,14 @@ def dataset(directory: Path, rows: int, tags: int):
     return backend, end, sum(stored.values())
 
 
-def measure(args, rows: int, cases) -> dict:
+def measure(args, rows: int, cases, *, one_chunk: bool = False) -> dict:
+    """Every case on ``rows`` stored values; with ``one_chunk`` the whole window is one chunk."""
     from tests.support.tds import TdsServer
 
     directory = Path(tempfile.mkdtemp(prefix=f"bench-sqlserver-{rows}-", dir=args.workdir))
     backend, end, stored = dataset(directory, rows, args.tags)
+    if one_chunk:
+        args = argparse.Namespace(**{**vars(args), "chunk_window": f"{(end - START).days + 1}d"})
     results = {}
     with TdsServer(backend) as server:
         for case in cases:
@@ -312,7 +328,7 @@ def main(argv=None) -> int:
     parser.add_argument("--tags", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--cases", default=",".join(CASES))
-    parser.add_argument("--chunk-window", default="P1D")
+    parser.add_argument("--chunk-window", default="8d", help="sub-window per chunk (8d: one ~1M-row chunk)")
     parser.add_argument("--tag-group-size", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=50_000)
     parser.add_argument("--memory-check", action="store_true")
@@ -349,7 +365,9 @@ def main(argv=None) -> int:
             results["ours"]["rows_per_second"] / results["seed"]["rows_per_second"], 1
         )
     if args.memory_check and "ours" in results:
-        big = measure(args, args.memory_rows, ["ours"])
+        # one chunk holding the whole window, as in the main run: a chunk five times larger must not
+        # need more memory (it is bounded by the batch and spool sizes)
+        big = measure(args, args.memory_rows, ["ours"], one_chunk=True)
         summary["memory_added_mb"] = {
             args.rows: results["ours"]["added_mb"],
             args.memory_rows: big["ours"]["added_mb"],
