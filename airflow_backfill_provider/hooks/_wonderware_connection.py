@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from airflow_backfill_provider.exceptions import ConfigurationError
 from airflow_backfill_provider.resilience import RetryPolicy
+from airflow_backfill_provider.utils import as_bool
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -29,7 +30,6 @@ LEGACY_URL_EXTRA = "sqlalchemy_url"
 _PYMSSQL_OPTIONS = ("tds_version", "charset", "login_timeout", "timeout", "appname", "conn_properties")
 # The extra ``encrypt`` (ODBC's words) as pymssql's ``encryption`` (FreeTDS's levels).
 _PYMSSQL_ENCRYPTION = {"yes": "require", "strict": "strict", "no": "off"}
-_TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
 
 
 def tls_settings(extra: dict) -> dict:
@@ -42,19 +42,16 @@ def tls_settings(extra: dict) -> dict:
         encrypt = None
     if encrypt is not None:
         word = str(encrypt).strip().lower()
-        word = "yes" if word in _TRUE else "no" if word in _FALSE else word
         if word not in _PYMSSQL_ENCRYPTION:
-            raise ConfigurationError(
-                f"The Wonderware connection's encrypt must be auto, yes, no or strict, got {encrypt!r}."
-            )
+            try:
+                word = "yes" if as_bool(encrypt, "encrypt") else "no"
+            except ConfigurationError as err:
+                raise ConfigurationError(
+                    f"The Wonderware connection's encrypt must be auto, yes, no or strict, got {encrypt!r}."
+                ) from err
         encrypt = word
     if trust is not None:
-        word = str(trust).strip().lower()
-        if word not in _TRUE + _FALSE:
-            raise ConfigurationError(
-                f"The Wonderware connection's trust_server_certificate must be true or false, got {trust!r}."
-            )
-        trust = word in _TRUE
+        trust = as_bool(trust, "trust_server_certificate of the Wonderware connection")
     return {"encrypt": encrypt, "trust_server_certificate": trust}
 
 
