@@ -212,9 +212,12 @@ def _log_plan(plan: SyncPlan) -> None:
             _preview(plan.first_run),
         )
     if plan.held:
-        log.warning(
-            "%d tags start at their previous claim, later than the lookback asks (the lookback or lag "
-            "allowance grew; claims never go back, so it takes effect as the watermark advances): %s",
+        # Normal, not a warning: a tag's first window starts first_run_offset back, later than
+        # max_tag_lag + lookback, so a quiet tag is held at that claim until the watermark passes it.
+        log.info(
+            "%d tags start at their previous claim, later than lookback and lag allowance would reach "
+            "(claims never go back: after a tag's first run, or when the lookback or lag allowance "
+            "grew, the window widens as the watermark advances): %s",
             len(plan.held),
             _preview(plan.held),
         )

@@ -390,3 +390,20 @@ def test_a_backfill_chunk_wholly_above_the_fence_writes_nothing(pg_plant, caplog
     assert result["fenced"] is True and result["rows"] == 0
     assert p.plain_count() == before
     assert "lies at or above the minute-level sync's fence 2025-01-01T01:00:00+00:00" in caplog.text
+
+
+def test_a_quiet_tag_held_at_its_first_claim_is_no_warning(pg_plant, caplog):
+    """A tag with no recent rows starts, after its first run, at its first claim (first_run_offset
+    back), later than max_tag_lag + lookback would reach: normal, logged as information; the run used
+    to warn from its second run on that the lookback or lag allowance had grown."""
+    p = pg_plant
+    quiet = p.tags[0]
+    h = T0 + timedelta(hours=2)
+    p.delete_source_rows(quiet, T0)
+    p.sync(h)
+    with caplog.at_level(logging.INFO):
+        summary = p.sync(h + MIN)
+    assert summary["held_tags"] >= 1
+    held = [r for r in caplog.records if "start at their previous claim" in r.getMessage()]
+    assert held and all(r.levelno == logging.INFO for r in held)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "grew" in r.getMessage()]
