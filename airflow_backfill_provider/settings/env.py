@@ -93,13 +93,12 @@ class EnvReader:
             seconds = float(text)
         except ValueError:
             return parse_duration(text, name)
-        if not math.isfinite(seconds) or seconds < 0:
+        if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
+            least = "of at least 0" if allow_zero else "greater than 0"
             raise ConfigurationError(
-                f"{name} must be a number of seconds of at least 0 or a duration such as '30s', got {raw!r}."
+                f"{name} must be a number of seconds {least} or a duration such as '30s', got {raw!r}."
             )
-        if seconds == 0 and allow_zero:
-            return timedelta(0)
-        return parse_duration(seconds, name)
+        return timedelta(seconds=seconds)
 
     def optional_duration(self, name: str, default: timedelta) -> timedelta | None:
         """A duration as :meth:`duration`, or ``None`` when switched off (``0``, ``off``, ``none``, empty)."""

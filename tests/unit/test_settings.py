@@ -154,7 +154,7 @@ def test_wonderware_bad_values_name_the_variable_and_value(name, value, message)
     [
         ("MISSING_WORKFLOW_BACKFILL_MAX_ACTIVE_RUNS", "two", "MISSING_WORKFLOW_BACKFILL_MAX_ACTIVE_RUNS must be a positive integer, got 'two'"),
         ("MISSING_WORKFLOW_BACKFILL_SETTLE", "1 hour", "Invalid MISSING_WORKFLOW_BACKFILL_SETTLE '1 hour': use a number with a unit s, m, h, d or w"),
-        ("MISSING_WORKFLOW_BACKFILL_SETTLE", "-60", "MISSING_WORKFLOW_BACKFILL_SETTLE must be a number of seconds of at least 0"),
+        ("MISSING_WORKFLOW_BACKFILL_SETTLE", "-60", "MISSING_WORKFLOW_BACKFILL_SETTLE must be a number of seconds greater than 0"),
         ("MISSING_WORKFLOW_BACKFILL_CATCHUP", "sometimes", "Invalid MISSING_WORKFLOW_BACKFILL_CATCHUP 'sometimes': use true or false"),
         ("MISSING_WORKFLOW_BACKFILL_START_DATE", "01/01/2026", "Invalid MISSING_WORKFLOW_BACKFILL_START_DATE '01/01/2026': use ISO 8601"),
         ("MISSING_WORKFLOW_BACKFILL_SCHEDULE", "61 * * * *", "MISSING_WORKFLOW_BACKFILL_SCHEDULE must be a cron expression"),
@@ -283,6 +283,13 @@ def test_sync_settings_defaults_and_shared_variables():
             "WONDERWARE_SYNC_TAG_TYPES must be a comma-separated list",
         ),
         ({"WONDERWARE_SYNC_LOOKBACK": "soon"}, "WONDERWARE_SYNC_LOOKBACK"),
+        # 0 is refused too: the message says so, and shows the value as typed
+        (
+            {"WONDERWARE_SYNC_LOOKBACK": "-600"},
+            "WONDERWARE_SYNC_LOOKBACK must be a number of seconds greater than 0 or a duration such as "
+            "'30s', got '-600'",
+        ),
+        ({"WONDERWARE_SYNC_LOOKBACK": "0"}, "greater than 0 or a duration such as '30s', got '0'"),
         ({"WONDERWARE_SYNC_SCHEDULE": "every minute"}, "WONDERWARE_SYNC_SCHEDULE must be a cron expression"),
         ({"WONDERWARE_SYNC_RETROACTIVE": "maybe"}, "WONDERWARE_SYNC_RETROACTIVE"),
     ],
