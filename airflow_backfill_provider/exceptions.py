@@ -27,6 +27,10 @@ class ReconciliationError(BackfillProviderError):
     """Rows written to the target do not match the rows read from the source."""
 
 
+class EmptyReadError(ReconciliationError):
+    """The source gave no row for a window the target holds rows for: nothing was replaced."""
+
+
 # Airflow's words for a connection id it cannot find (airflow.sdk's AirflowNotFoundException).
 _MISSING_CONNECTION = re.compile(r"conn_id `([^`]+)` isn't defined")
 

@@ -62,6 +62,7 @@ class HistoryTarget(Protocol):
         end: datetime,
         spool_path: str | Sequence[str],
         expected_rows: int,
+        allow_empty: bool = False,
     ) -> dict[str, Any]: ...
 
 
@@ -86,10 +87,17 @@ class Stage(Protocol):
         """No file is coming for a while: release what the stage holds between files."""
 
     def commit(
-        self, *, tags: Sequence[str], start: datetime, end: datetime, expected_rows: int
+        self,
+        *,
+        tags: Sequence[str],
+        start: datetime,
+        end: datetime,
+        expected_rows: int,
+        allow_empty: bool = False,
     ) -> dict[str, Any]:
         """Make the window hold exactly the staged rows, checking there are ``expected_rows``;
-        return ``{"replaced_rows": ..., "written_rows": ...}``."""
+        return ``{"replaced_rows": ..., "written_rows": ...}``. No rows over a window that holds
+        some raise :class:`~airflow_backfill_provider.exceptions.EmptyReadError`, unless ``allow_empty``."""
 
 
 @runtime_checkable
@@ -247,11 +255,10 @@ class _StageWriter:
         if self.error is not None:
             raise self.error
 
-    def commit(
-        self, *, tags: Sequence[str], start: datetime, end: datetime, expected_rows: int
-    ) -> dict[str, Any]:
-        """Have the thread commit the stage once the files are staged; return the commit's result."""
-        self._queue.put({"tags": tags, "start": start, "end": end, "expected_rows": expected_rows})
+    def commit(self, **commit: Any) -> dict[str, Any]:
+        """Have the thread commit the stage once the files are staged (``commit``: the arguments of
+        :meth:`Stage.commit`); return the commit's result."""
+        self._queue.put(commit)
         self._thread.join()
         if self.error is not None:
             raise self.error
@@ -279,6 +286,7 @@ def transfer_chunk(
     source_options: dict[str, Any] | None = None,
     staged: bool | None = None,
     columns: str | Sequence[str] | None = None,
+    allow_empty: bool = False,
 ) -> dict[str, Any]:
     """Move ``tags`` × ``[start, end)`` from ``source`` to ``target``; return counts and timings.
 
@@ -291,6 +299,8 @@ def transfer_chunk(
         phase is retried, since a stream cannot resume mid-way.
     :param spool_rows: rows per spool file and ClickHouse INSERT (bounds the write phase's memory).
     :param staged: insert into a staging table while reading (default: when the target can).
+    :param allow_empty: let a read that found no row empty a window the target holds rows for
+        (else :class:`~airflow_backfill_provider.exceptions.EmptyReadError`, and nothing changes).
     """
     from airflow_backfill_provider.historian.schema import arrow_history_schema, column_names, history_columns
 
@@ -343,12 +353,20 @@ def transfer_chunk(
         read_done = time.monotonic()
         if staged:
             try:
-                written = writer.commit(tags=list(tags), start=start, end=end, expected_rows=rows)
+                written = writer.commit(
+                    tags=list(tags), start=start, end=end, expected_rows=rows, allow_empty=allow_empty
+                )
             finally:
                 writer = None
         else:
             written = target.replace_window(
-                table=table, tags=list(tags), start=start, end=end, spool_path=paths, expected_rows=rows
+                table=table,
+                tags=list(tags),
+                start=start,
+                end=end,
+                spool_path=paths,
+                expected_rows=rows,
+                allow_empty=allow_empty,
             )
         done = time.monotonic()
     finally:

@@ -113,7 +113,13 @@ class ClickHouseStage:
             held.close()
 
     def commit(
-        self, *, tags: Sequence[str], start: datetime, end: datetime, expected_rows: int
+        self,
+        *,
+        tags: Sequence[str],
+        start: datetime,
+        end: datetime,
+        expected_rows: int,
+        allow_empty: bool = False,
     ) -> dict[str, Any]:
         """Make the table hold exactly the staged rows for ``tags`` × ``[start, end)``.
 
@@ -121,13 +127,16 @@ class ClickHouseStage:
         stage's parts into the table (``MOVE PARTITION ... TO TABLE``: no data copied, and unlike
         ``ATTACH PARTITION ... FROM`` nothing is left behind to delete), checks the window's count
         and drops the empty stage, in the session that loaded the files (embedded: no second engine
-        start). Safe to repeat, like :meth:`ClickHouseBackfillHook.replace_window`.
+        start). Safe to repeat, like :meth:`ClickHouseBackfillHook.replace_window`, and like it refuses
+        to empty a window that holds rows unless ``allow_empty``.
         """
         hook, table, stage = self.hook, self.table, self.name
         qtable, qstage = quote_identifier(table), quote_identifier(stage)
         client = self._loading_client()
         self._check_staged(client, expected_rows)
-        existing = hook._clear_window(client, table, tags, start, end)
+        existing = hook._clear_window(
+            client, table, tags, start, end, expected_rows=expected_rows, allow_empty=allow_empty
+        )
         where, params = system_table_filter(stage)
         partitions = client.query(
             f"SELECT DISTINCT partition_id FROM system.parts WHERE active AND {where}", parameters=params

@@ -25,6 +25,7 @@ from airflow.providers.clickhousedb.hooks.clickhouse import ClickHouseHook as _B
 from airflow_backfill_provider.exceptions import (
     BackfillProviderError,
     ConfigurationError,
+    EmptyReadError,
     ReconciliationError,
 )
 from airflow_backfill_provider.historian.schema import (
@@ -311,17 +312,21 @@ class ClickHouseBackfillHook(_BaseClickHouseHook):
         end: datetime,
         spool_path: str | Sequence[str],
         expected_rows: int,
+        allow_empty: bool = False,
     ) -> dict[str, Any]:
         """Make ``table`` hold exactly the spooled rows for ``tags`` × ``[start, end)``.
 
         Deletes whatever the window holds (an earlier run, or an attempt that died half-way), then
         inserts the spool (one or more Arrow IPC stream files, one INSERT each, so memory is bounded
         by the largest file), then checks the window's count equals ``expected_rows``. Safe to
-        repeat: the end state depends only on the spool.
+        repeat: the end state depends only on the spool. An empty spool over a window that holds rows
+        raises :class:`EmptyReadError` and changes nothing, unless ``allow_empty``.
         """
         with self.session() as client:
             self.ensure_history_table(client, table)
-            existing = self._clear_window(client, table, tags, start, end)
+            existing = self._clear_window(
+                client, table, tags, start, end, expected_rows=expected_rows, allow_empty=allow_empty
+            )
             if expected_rows:
                 for path in [spool_path] if isinstance(spool_path, str) else spool_path:
                     self._insert_spool(client, table, path)
@@ -329,10 +334,31 @@ class ClickHouseBackfillHook(_BaseClickHouseHook):
         return self._verified(table, tags, start, end, existing, written, expected_rows)
 
     def _clear_window(
-        self, client: Client, table: str, tags: Sequence[str], start: datetime, end: datetime
+        self,
+        client: Client,
+        table: str,
+        tags: Sequence[str],
+        start: datetime,
+        end: datetime,
+        *,
+        expected_rows: int,
+        allow_empty: bool = False,
     ) -> int:
-        """Delete what ``table`` holds for ``tags`` × ``[start, end)``; return how many rows that was."""
+        """Delete what ``table`` holds for ``tags`` × ``[start, end)`` before ``expected_rows`` rows
+        replace it; return how many rows that was.
+
+        A read that found nothing never silently empties a window that holds rows: a source table
+        being reloaded, a wrong database or a filter that matches nothing would look just like it.
+        """
         existing = self.count_window(client, table, tags, start, end)
+        if existing and not expected_rows and not allow_empty:
+            raise EmptyReadError(
+                f"The source gave no row for {len(tags)} tag(s) in [{start.isoformat()}, {end.isoformat()}), "
+                f"but {table} holds {existing} rows there: nothing was replaced. If the source is being "
+                "reloaded, or the connection points at the wrong database, the task's retry may find "
+                "the rows. If the history there was really deleted at the source, run again with "
+                "allow_empty (the Param 'Let an empty read clear the window')."
+            )
         if existing:
             # Lightweight delete: rows are masked at once for every later query (plain count()
             # included); the mutation that drops them physically runs in the background.

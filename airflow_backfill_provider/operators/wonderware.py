@@ -44,6 +44,8 @@ class WonderwareToClickHouseOperator(BaseOperator):
     :param version: History ``wwVersion`` (default ``Latest``).
     :param time_zone: History ``wwTimeZone`` (default ``UTC``); ``None`` to leave it out.
     :param dry_run: count the source rows and log what would be loaded; write nothing (templated).
+    :param allow_empty: let a read that finds no row empty a window the table holds rows for; without
+        it the task fails and the window keeps its rows (templated).
     :param spool_dir: directory of the temporary spool file (default: the system temp dir).
     :param columns: the History columns to load, a list of names or one comma-separated string
         (templated); default all 33. ``DateTime`` and ``TagName`` are required; the order written does
@@ -59,6 +61,7 @@ class WonderwareToClickHouseOperator(BaseOperator):
         "chunk_id",
         "table",
         "dry_run",
+        "allow_empty",
         "columns",
     )
     ui_color = "#d7ecf7"
@@ -77,6 +80,7 @@ class WonderwareToClickHouseOperator(BaseOperator):
         version: str | None = DEFAULT_VERSION,
         time_zone: str | None = DEFAULT_TIME_ZONE,
         dry_run: bool | str = False,
+        allow_empty: bool | str = False,
         spool_dir: str | None = None,
         columns: Sequence[str] | str | None = None,
         **kwargs: Any,
@@ -93,6 +97,7 @@ class WonderwareToClickHouseOperator(BaseOperator):
         self.version = version
         self.time_zone = time_zone
         self.dry_run = dry_run
+        self.allow_empty = allow_empty
         self.spool_dir = spool_dir
         self.columns = columns
 
@@ -170,6 +175,7 @@ class WonderwareToClickHouseOperator(BaseOperator):
                 spool_dir=self.spool_dir,
                 source_options=options,
                 columns=columns,
+                allow_empty=as_bool(self.allow_empty, "allow_empty"),
             )
         rate = result["rows"] / result["seconds"] if result["seconds"] else 0.0
         self.log.info(

@@ -132,4 +132,14 @@ def params() -> dict[str, Param]:
             "`Backfill DRY RUN: 4/4 chunks ok (success rate 100.0%), would load 103716 rows`.",
             section=MODE,
         ),
+        "allow_empty": Param(
+            False,
+            type="boolean",
+            title="Let an empty read clear the window",
+            description_md="Off (the default): a chunk whose source read finds no row, over a window "
+            "ClickHouse holds rows for, fails and leaves those rows (a source being reloaded or the "
+            "wrong database looks just like that). On: the window is emptied, for history that was "
+            "really deleted at the source, e.g. a tag's test data removed from the Historian.",
+            section=MODE,
+        ),
     }

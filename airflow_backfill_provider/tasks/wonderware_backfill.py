@@ -158,7 +158,13 @@ def plan(
     )
     xcom_push(key=PLANNED_AT, value=time.time())
     return [
-        {**c.as_kwargs(), "batch_size": params["batch_size"], "dry_run": params["dry_run"]} for c in chunks
+        {
+            **c.as_kwargs(),
+            "batch_size": params["batch_size"],
+            "dry_run": params["dry_run"],
+            "allow_empty": params.get("allow_empty", False),
+        }
+        for c in chunks
     ]
 
 

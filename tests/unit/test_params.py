@@ -25,7 +25,7 @@ DAG_PARAMS = {"wonderware_backfill": wwb.params, "missing_workflow_backfill": mw
 NAMES = {
     "wonderware_backfill": {
         "range_start", "range_end", "tag_types", "tags", "tag_include", "tag_exclude", "exclude_system_tags",
-        "chunk_window", "tag_group_size", "batch_size", "dry_run",
+        "chunk_window", "tag_group_size", "batch_size", "dry_run", "allow_empty",
     },
     "missing_workflow_backfill": {
         "spec", "spec_file", "dry_run", "max_starts", "interval_start", "interval_end",
