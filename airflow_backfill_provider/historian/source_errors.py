@@ -54,6 +54,13 @@ _MESSAGES = (
     (re.compile(r"permission denied", re.I), "permission denied"),
 )
 _CANNOT_OPEN_DATABASE = re.compile(r'cannot open database "([^"]*)"', re.I)
+# Words of the drivers for a server they could not reach at all: pymssql (FreeTDS), mssql-python (ODBC
+# Driver 18: "Client unable to establish connection", a TCP Provider error), libpq.
+_UNREACHABLE = re.compile(
+    r"unable to establish connection|tcp provider|adaptive server is unavailable|unable to connect|"
+    r"connection refused|could not connect",
+    re.I,
+)
 # Words of the drivers' query timeouts: pymssql (FreeTDS 20003), ODBC (mssql-python, HYT00), psycopg.
 _TIMEOUT = re.compile(r"timed out|timeout expired|statement timeout", re.I)
 # Messages of errors that retrying cannot fix, although some drivers raise them as OperationalError.
@@ -107,6 +114,14 @@ def mssql_error_number(err: BaseException) -> int | None:
         args = args[0]
     if len(args) >= 2 and isinstance(args[0], int) and isinstance(args[1], (bytes, str)):
         return args[0]
+    return None
+
+
+def unreachable(err: BaseException) -> str | None:
+    """Words for a server the driver could not reach at all, or ``None`` for another error."""
+    orig = getattr(err, "orig", None) or err
+    if _UNREACHABLE.search(str(orig)):
+        return "the server cannot be reached (nothing answers at that host and port, or a firewall drops it)"
     return None
 
 

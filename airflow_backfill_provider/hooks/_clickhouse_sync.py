@@ -93,7 +93,13 @@ class AppendStage(ClickHouseStage):
         self.on_commit = on_commit
 
     def commit(
-        self, *, tags: Sequence[str], start: datetime, end: datetime, expected_rows: int
+        self,
+        *,
+        tags: Sequence[str],
+        start: datetime,
+        end: datetime,
+        expected_rows: int,
+        allow_empty: bool = False,  # an append deletes nothing: an empty read empties no window
     ) -> dict[str, Any]:
         hook, table = self.hook, self.table
         qtable, qstage = quote_identifier(table), quote_identifier(self.name)

@@ -22,6 +22,7 @@ from airflow_backfill_provider.historian.source_errors import (
     driver_message,
     is_timeout,
     is_transient_source_error,
+    unreachable,
 )
 from airflow_backfill_provider.hooks._test_message import untransient
 from airflow_backfill_provider.hooks._wonderware_connection import (
@@ -222,7 +223,8 @@ class WonderwareHook(MsSqlHook):
     def _explain(self, err: BaseException, what: str) -> str:
         """``what`` failed: the cause in words, the source (password masked), and what to do."""
         problem = configuration_problem(err)
-        cause = f"{problem} ({driver_message(err)})" if problem else driver_message(err)
+        words = problem or unreachable(err)
+        cause = f"{words} ({driver_message(err)})" if words else driver_message(err)
         try:
             where = describe_url(self.sqlalchemy_url)
         except ConfigurationError:

@@ -237,9 +237,9 @@ def test_staged_commit_catches_a_concurrent_writer_and_leaves_no_stage(ch_conn, 
     window = (T0, T0 + timedelta(days=1))
     stray = history_batch(tags, T0 + timedelta(hours=12, seconds=30), 1)
 
-    def clear_then_someone_writes(self, client, table, tags, start, end):
+    def clear_then_someone_writes(self, client, table, tags, start, end, **kw):
         # another writer lands a row in the window between our delete and our move
-        removed = ClickHouseBackfillHook._clear_window(self, client, table, tags, start, end)
+        removed = ClickHouseBackfillHook._clear_window(self, client, table, tags, start, end, **kw)
         client.insert_arrow(table, pa.Table.from_batches([stray]))
         return removed
 

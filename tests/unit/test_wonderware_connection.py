@@ -152,3 +152,17 @@ def test_encrypt_and_trust_server_certificate_reach_both_drivers():
         ConfigurationError, match="Invalid trust_server_certificate .* 'y': use true or false"
     ):
         tls_settings({"trust_server_certificate": "y"})
+
+
+def test_a_server_that_cannot_be_reached_is_said_in_words():
+    from airflow_backfill_provider.historian.source_errors import unreachable
+
+    odbc = Exception(
+        "Driver Error: Client unable to establish connection; DDBC Error: [Microsoft]TCP Provider: Error code 0x2749."
+    )
+    freetds = Exception(
+        (20009, b"DB-Lib error message 20009, severity 9:\nUnable to connect: Adaptive Server is unavailable")
+    )
+    for err in (odbc, freetds):
+        assert "the server cannot be reached" in unreachable(err)
+    assert unreachable(Exception("Invalid object name 'History'.")) is None
