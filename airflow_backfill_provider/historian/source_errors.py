@@ -121,7 +121,7 @@ def unreachable(err: BaseException) -> str | None:
     """Words for a server the driver could not reach at all, or ``None`` for another error."""
     orig = getattr(err, "orig", None) or err
     if _UNREACHABLE.search(str(orig)):
-        return "the server cannot be reached (nothing answers at that host and port, or a firewall drops it)"
+        return "the server is unreachable (nothing answers at that host and port, or a firewall drops it)"
     return None
 
 

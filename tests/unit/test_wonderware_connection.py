@@ -164,5 +164,5 @@ def test_a_server_that_cannot_be_reached_is_said_in_words():
         (20009, b"DB-Lib error message 20009, severity 9:\nUnable to connect: Adaptive Server is unavailable")
     )
     for err in (odbc, freetds):
-        assert "the server cannot be reached" in unreachable(err)
+        assert "the server is unreachable" in unreachable(err)
     assert unreachable(Exception("Invalid object name 'History'.")) is None
