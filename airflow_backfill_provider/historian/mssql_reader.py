@@ -84,6 +84,16 @@ def iter_mssql_batches(
                 yield from reader
         finally:
             cursor.close()
+        # mssql-python 1.16 ends a result quietly when the server drops the connection mid-way, as
+        # if the rows read so far were all (tests/integration/test_tds_endpoint.py pins it). A
+        # round trip on the same connection tells: a dropped one raises the driver's "Communication
+        # link failure", a transient error the hook retries, instead of a short chunk loading.
+        probe = conn.cursor()
+        try:
+            probe.execute("SELECT 1")
+            probe.fetchall()
+        finally:
+            probe.close()
 
 
 def scalar(url: URL, stmt, tls: Mapping[str, Any] | None = None):

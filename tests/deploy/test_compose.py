@@ -262,7 +262,11 @@ def test_every_connection_parses_into_its_type(services, monkeypatch):
 def test_connections_reach_the_services_as_the_hooks_read_them(services, monkeypatch):
     from airflow.secrets.environment_variables import EnvironmentVariablesBackend
 
-    from airflow_backfill_provider.hooks._wonderware_connection import connection_url, describe_url, tls_settings
+    from airflow_backfill_provider.hooks._wonderware_connection import (
+        connection_url,
+        describe_url,
+        tls_settings,
+    )
     from airflow_backfill_provider.temporal.connection import client_kwargs_from_connection
 
     example = env_example()

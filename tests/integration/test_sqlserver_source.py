@@ -145,11 +145,15 @@ def test_a_connection_dropped_mid_read_is_retried_and_exact(historian, reader):
     h = hook(historian, reader, retry_attempts=3)
     tags = h.discover_tags()
     whole = read(h, tags, T0, T0 + timedelta(days=1), batch_size=200)
-    historian.server.drop_after_rows(300)  # the next result set is cut after 300 rows
+    before = len(historian.emulator.history_queries)
+    historian.server.drop_after_rows(
+        300, column="wwRetrievalMode"
+    )  # the next History result: cut after 300 rows
     again = h.call_with_retry(
         lambda: read(h, tags, T0, T0 + timedelta(days=1), batch_size=200), "History read"
     )
     assert again.equals(whole) and whole.num_rows > 1000
+    assert len(historian.emulator.history_queries) - before == 2  # the cut read failed, and was retried
     historian.server.drop_after_rows(None)
 
 

@@ -277,7 +277,7 @@ class RequestHandler:
             return (T.DONE_FINAL if result.rowcount is None else T.DONE_COUNT), result.rowcount or 0, 0
         encoder = T.RowEncoder(result.columns)
         reply.write(encoder.metadata())
-        drop_at, self._dropped = self.server.take_drop_after()
+        drop_at, self._dropped = self.server.take_drop_after([c.name for c in result.columns])
         drop_at = -1 if drop_at is None else drop_at
         buf, row, count = reply.buf, encoder.row, 0
         attention = self.conn.attention

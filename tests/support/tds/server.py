@@ -81,6 +81,7 @@ import logging
 import queue
 import socket
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .backend import Backend
@@ -146,6 +147,7 @@ class TdsServer:
         self._stopping = threading.Event()
         self._spids = itertools.count(51)  # user sessions start above 50 in SQL Server
         self._drop_after: int | None = None
+        self._drop_column: str | None = None
         self._dropped = threading.Event()
 
     # --- lifecycle ---
@@ -186,9 +188,11 @@ class TdsServer:
 
     # --- fault injection ---
 
-    def drop_after_rows(self, n: int | None) -> threading.Event:
+    def drop_after_rows(self, n: int | None, *, column: str | None = None) -> threading.Event:
         """Make the server close the client's socket after sending ``n`` rows of the next result
         set with columns (on any connection): a connection dropped mid-read. ``None`` disarms.
+        With ``column``, only a result set that has a column of that name counts (so a driver's or
+        a pool's own queries, e.g. SQLAlchemy's pre-ping ``SELECT 1``, pass untouched).
 
         Returns an Event set once the socket is closed. A client whose fetch holds the GIL while it
         waits for the network (mssql-python's fetchone/fetchmany) can starve this in-process server
@@ -196,12 +200,15 @@ class TdsServer:
         """
         with self._lock:
             self._drop_after = n
+            self._drop_column = column
             self._dropped = threading.Event()
             return self._dropped
 
-    def take_drop_after(self) -> tuple[int | None, threading.Event]:
-        """Consume the one-shot drop_after_rows() setting (called when a result set starts)."""
+    def take_drop_after(self, columns: Sequence[str] = ()) -> tuple[int | None, threading.Event]:
+        """Consume the one-shot drop_after_rows() setting when a result set with ``columns`` starts."""
         with self._lock:
+            if self._drop_column is not None and self._drop_column not in columns:
+                return None, self._dropped
             n, self._drop_after = self._drop_after, None
             return n, self._dropped
 
