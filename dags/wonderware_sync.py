@@ -24,10 +24,10 @@ from datetime import datetime, timedelta, timezone
 from airflow.sdk import CronTriggerTimetable, dag, task
 
 from airflow_backfill_provider.exceptions import fail_without_retry
-from airflow_backfill_provider.hooks._clickhouse_sync import ClickHouseSyncTarget
-from airflow_backfill_provider.hooks._tag_cache import TagCache
 from airflow_backfill_provider.hooks.airflow_api import AirflowApiHook
 from airflow_backfill_provider.hooks.clickhouse import ClickHouseBackfillHook
+from airflow_backfill_provider.hooks.clickhouse_sync import ClickHouseSyncTarget
+from airflow_backfill_provider.hooks.tag_cache import TagCache
 from airflow_backfill_provider.hooks.wonderware import WonderwareHook
 from airflow_backfill_provider.settings import WonderwareSyncSettings
 from airflow_backfill_provider.tasks import wonderware_sync as steps

@@ -1,7 +1,7 @@
 """Planning the minute-level sync: per-tag watermarks, read windows, claims and the backfill's fence.
 
 Pure functions and records, no Airflow and no ClickHouse import (the state lives in a ClickHouse
-table, read and written by ``hooks/_clickhouse_sync.py``; docs/sync.md explains the design).
+table, read and written by ``hooks/clickhouse_sync.py``; docs/sync.md explains the design).
 
 Per tag the sync keeps:
 

@@ -138,8 +138,8 @@ class WonderwareToClickHouseOperator(BaseOperator):
 
         from airflow_backfill_provider.historian.sync import clip_to_fence
         from airflow_backfill_provider.historian.transfer import transfer_chunk
-        from airflow_backfill_provider.hooks._clickhouse_sync import read_fence
         from airflow_backfill_provider.hooks.clickhouse import ClickHouseBackfillHook
+        from airflow_backfill_provider.hooks.clickhouse_sync import read_fence
 
         target = ClickHouseBackfillHook(clickhouse_conn_id=self.clickhouse_conn_id)
         # Read before the source: the minute-level sync never writes below its claims from now on,

@@ -33,9 +33,9 @@ from airflow_backfill_provider.settings.schedule import interval_start
 from airflow_backfill_provider.utils import iso
 
 if TYPE_CHECKING:
-    from airflow_backfill_provider.hooks._clickhouse_sync import ClickHouseSyncTarget
-    from airflow_backfill_provider.hooks._tag_cache import CachedTags, TagCache
     from airflow_backfill_provider.hooks.airflow_api import AirflowApiHook
+    from airflow_backfill_provider.hooks.clickhouse_sync import ClickHouseSyncTarget
+    from airflow_backfill_provider.hooks.tag_cache import CachedTags, TagCache
     from airflow_backfill_provider.hooks.wonderware import WonderwareHook
     from airflow_backfill_provider.settings.wonderware_sync import WonderwareSyncSettings
 

@@ -164,8 +164,8 @@ def test_sync_runs_exact_with_redis_going_down_and_reports_metrics(
         assert third["first_run_tags"] == 1 and met["new_tags"] == 1 and met["requests"] == []
         assert any("new tags ('Line2.Speed [rpm]*')" in r.getMessage() for r in caplog.records)
         # ... and recorded as met, so the next run does not report it again
-        from airflow_backfill_provider.hooks._clickhouse_sync import ClickHouseSyncTarget
         from airflow_backfill_provider.hooks.clickhouse import ClickHouseBackfillHook
+        from airflow_backfill_provider.hooks.clickhouse_sync import ClickHouseSyncTarget
 
         known = ClickHouseSyncTarget(ClickHouseBackfillHook("clickhouse_default"), TABLE).known(TAG)
         assert known["Line2.Speed [rpm]*"].status == KNOWN and len(known) == 6

@@ -177,7 +177,7 @@ def test_a_33_column_table_takes_a_subset_load_the_other_columns_null(sqlite_pla
 
 def test_the_sync_appends_a_subset_into_a_table_with_more_columns(sqlite_plant):
     from airflow_backfill_provider.historian.sync_transfer import sync_once
-    from airflow_backfill_provider.hooks._clickhouse_sync import ClickHouseSyncTarget
+    from airflow_backfill_provider.hooks.clickhouse_sync import ClickHouseSyncTarget
 
     p, horizon = sqlite_plant, T0 + 2 * HOUR
     wide = ["DateTime", "TagName", "Value", "VValue"]

@@ -43,7 +43,7 @@ class Plant(support.Plant):
     """The shared plant, with the sync target and the source changes the sync must catch."""
 
     def __init__(self, url: str, clickhouse_conn: dict, monkeypatch) -> None:
-        from airflow_backfill_provider.hooks._clickhouse_sync import ClickHouseSyncTarget
+        from airflow_backfill_provider.hooks.clickhouse_sync import ClickHouseSyncTarget
 
         super().__init__(url, clickhouse_conn, CONFIG, monkeypatch)
         self.target = ClickHouseSyncTarget(self.ch, TABLE)
@@ -245,7 +245,7 @@ def test_a_sync_and_a_backfill_of_the_same_window_interleaved(pg_plant, monkeypa
     """A backfill chunk of the last three hours starts reading; meanwhile late rows reach the source
     and a sync run appends them; then the chunk commits. With the fence the chunk stops below the
     sync's claims and the result is exact; without it, its commit deletes the sync's late rows."""
-    from airflow_backfill_provider.hooks import _clickhouse_sync
+    from airflow_backfill_provider.hooks import clickhouse_sync
     from airflow_backfill_provider.operators.wonderware import WonderwareToClickHouseOperator
 
     p = pg_plant
@@ -253,7 +253,7 @@ def test_a_sync_and_a_backfill_of_the_same_window_interleaved(pg_plant, monkeypa
     p.sync(h1)
     p.sync(h2)
     if not fence:
-        monkeypatch.setattr(_clickhouse_sync, "read_fence", lambda *a, **k: None)
+        monkeypatch.setattr(clickhouse_sync, "read_fence", lambda *a, **k: None)
     paused = PausedSource(p.source)
     op = WonderwareToClickHouseOperator(
         task_id="backfill",
@@ -327,7 +327,7 @@ def test_a_window_that_holds_rows_the_source_lacks_is_reported(pg_plant):
 
 def test_the_append_reads_the_window_not_the_table(pg_plant):
     """A history table with a million older rows; the append runs under a read limit far below it."""
-    from airflow_backfill_provider.hooks._clickhouse_sync import ClickHouseSyncTarget
+    from airflow_backfill_provider.hooks.clickhouse_sync import ClickHouseSyncTarget
 
     p = pg_plant
     p.sync(T0 + timedelta(hours=2))
@@ -353,7 +353,7 @@ def test_the_append_reads_the_window_not_the_table(pg_plant):
 
 
 def test_the_fence_is_only_there_once_the_sync_has_claimed(pg_plant):
-    from airflow_backfill_provider.hooks._clickhouse_sync import read_fence
+    from airflow_backfill_provider.hooks.clickhouse_sync import read_fence
 
     p = pg_plant
     assert read_fence(p.ch, TABLE, p.tags) is None  # no state table yet

@@ -28,8 +28,8 @@ def settings(columns, retroactive=True) -> WonderwareSyncSettings:
 
 
 def target(chdb_path, monkeypatch):
-    from airflow_backfill_provider.hooks._clickhouse_sync import ClickHouseSyncTarget
     from airflow_backfill_provider.hooks.clickhouse import ClickHouseBackfillHook
+    from airflow_backfill_provider.hooks.clickhouse_sync import ClickHouseSyncTarget
 
     monkeypatch.setenv(
         "AIRFLOW_CONN_CH_COLS", json.dumps({"conn_type": "chdb", "extra": {"chdb_path": chdb_path}})
