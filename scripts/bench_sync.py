@@ -136,8 +136,8 @@ def main(argv=None) -> int:
             {"conn_type": "wonderware", "extra": {"sqlalchemy_url": url}}
         )
         from airflow_backfill_provider.historian.sync_transfer import sync_once
-        from airflow_backfill_provider.hooks._clickhouse_sync import ClickHouseSyncTarget
         from airflow_backfill_provider.hooks.clickhouse import ClickHouseBackfillHook
+        from airflow_backfill_provider.hooks.clickhouse_sync import ClickHouseSyncTarget
         from airflow_backfill_provider.hooks.wonderware import WonderwareHook
 
         source = WonderwareHook("ww_bench")
