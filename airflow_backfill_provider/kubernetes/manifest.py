@@ -97,17 +97,27 @@ def override_env(
         c["env"] = kept + [{"name": k, "value": str(v)} for k, v in env.items()]
 
 
-def masked(manifest: Mapping[str, Any], shown: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
-    """A copy to log: every literal env value hidden except those named in ``shown`` (our overrides).
+def masked(
+    manifest: Mapping[str, Any],
+    shown: set[str] | frozenset[str] = frozenset(),
+    *,
+    container: str | None = None,
+) -> dict[str, Any]:
+    """A copy to log: every literal env value hidden except our overrides.
 
-    A job template may carry a password as a literal env value; a log line must not.
+    A job template may carry a password as a literal env value; a log line must not. ``shown`` (the
+    override names) stay readable only where :func:`override_env` set them: in ``container``, or in
+    every container when it is ``None``; never in init containers. A sidecar's own variable of the
+    same name is the template's literal, and stays hidden.
     """
     out = copy.deepcopy(dict(manifest))
     pod_spec = ((out.get("spec") or {}).get("template") or {}).get("spec") or {}
-    for c in [*(pod_spec.get("containers") or []), *(pod_spec.get("initContainers") or [])]:
-        for e in c.get("env") or []:
-            if "value" in e and e.get("name") not in shown:
-                e["value"] = MASK
+    for kind in ("containers", "initContainers"):
+        for c in pod_spec.get(kind) or []:
+            overridden = kind == "containers" and container in (None, c.get("name"))
+            for e in c.get("env") or []:
+                if "value" in e and not (overridden and e.get("name") in shown):
+                    e["value"] = MASK
     return out
 
 

@@ -195,7 +195,9 @@ class KubernetesJobFromCronJobOperator(BaseOperator):
                 "Dry run: would create Job %s in %s from CronJob %s (containers %s; template env values "
                 "other than the overrides shown as ***):\n%s",
                 name, where, self.cronjob_name, containers_of(manifest),
-                json.dumps(masked(manifest, set(self.env or {})), indent=2, sort_keys=True),
+                json.dumps(
+                    masked(manifest, set(self.env or {}), container=self.container or None), indent=2, sort_keys=True
+                ),
             )  # fmt: skip
             context["ti"].xcom_push(
                 key=JOB_XCOM_KEY, value=self._job_record(client, name, created=False, dry_run=True)

@@ -140,6 +140,42 @@ def test_masked_hides_literal_env_values_except_the_overrides():
     assert "hunter2" not in repr(shown) and "hunter2" in repr(job)
 
 
+def test_an_override_name_is_shown_only_in_the_container_it_overrides():
+    """A sidecar's own literal of an override's name is the template's value: it stays hidden, as
+    in every container and init container the override does not target (issue 17, item 2)."""
+    cj = _cronjob()
+    pod = cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    pod["containers"][1]["env"] = [
+        {"name": "REINDEX_START_TIME", "value": "sidecar-secret-1"},
+        {"name": "PROXY_TOKEN", "value": "sidecar-secret-2"},
+    ]
+    pod["initContainers"] = [
+        {"name": "init", "env": [{"name": "REINDEX_START_TIME", "value": "init-secret"}]}
+    ]
+    env = {"REINDEX_START_TIME": "t0"}
+    job = job_from_cronjob(cj, name="j", env=env, container="reindex")
+    shown = masked(job, set(env), container="reindex")
+    containers = shown["spec"]["template"]["spec"]["containers"]
+    assert {e["name"]: e["value"] for e in containers[0]["env"] if "value" in e} == {
+        "DB_PASSWORD": "***",
+        "REINDEX_START_TIME": "t0",
+    }
+    assert {e["name"]: e["value"] for e in containers[1]["env"]} == {
+        "REINDEX_START_TIME": "***",
+        "PROXY_TOKEN": "***",
+    }
+    assert shown["spec"]["template"]["spec"]["initContainers"][0]["env"] == [
+        {"name": "REINDEX_START_TIME", "value": "***"}
+    ]
+    assert "secret" not in repr(shown)
+    # No container named: the override went into every container, and shows in every one.
+    everywhere = masked(job_from_cronjob(cj, name="j", env=env), set(env))
+    assert [
+        [e["value"] for e in c["env"] if e["name"] == "REINDEX_START_TIME"]
+        for c in everywhere["spec"]["template"]["spec"]["containers"]
+    ] == [["t0"], ["t0"]]
+
+
 def test_job_state_reads_the_final_conditions():
     assert job_state({"status": {"conditions": [{"type": "Complete", "status": "True"}]}}) == "Complete"
     assert job_state({"status": {"conditions": [{"type": "Failed", "status": "True"}]}}) == "Failed"

@@ -133,6 +133,26 @@ def test_dry_run_creates_nothing_and_logs_the_manifest_without_secrets(k8s, clus
     assert "hunter2" not in logged and '"value": "***"' in logged
 
 
+def test_dry_run_hides_a_sidecars_literal_of_an_override_name(k8s, namespace, caplog, monkeypatch):
+    """The proxy's own REINDEX_START_TIME is a template literal, not our override: hidden (item 2)."""
+    containers = [
+        {"name": "reindex", "image": "reindex:1", "env": [{"name": "REINDEX_START_TIME", "value": "old"}]},
+        {"name": "proxy", "image": "proxy:1", "env": [
+            {"name": "REINDEX_START_TIME", "value": "proxy-literal-s3cret"},
+            {"name": "PROXY_KEY", "value": "proxy-key-s3cret"},
+        ]},
+    ]  # fmt: skip
+    k8s.put(CRONJOBS, namespace, cronjob(CRONJOB, namespace, containers=containers))
+    monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", k8s.connection(namespace))
+    task_log = logging.getLogger("test_k8s.operator")
+    monkeypatch.setattr(KubernetesJobFromCronJobOperator, "log", property(lambda self: task_log))
+    caplog.set_level(logging.INFO, logger="test_k8s.operator")
+    assert op(dry_run="True").execute({"ti": TaskInstance()}) == []
+    logged = caplog.text
+    assert "s3cret" not in logged
+    assert f'"value": "{ENV["REINDEX_START_TIME"]}"' in logged  # the override, where it applies
+
+
 def test_logs_of_restarted_pods_several_pods_and_lines_still_being_written(k8s, cluster):
     reads = {"n": 0}
 
