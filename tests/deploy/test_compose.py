@@ -11,94 +11,27 @@ from __future__ import annotations
 import copy
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-COMPOSE = ROOT / "docker-compose.yaml"
-ENV_EXAMPLE = ROOT / ".env.example"
-SCHEMA = Path(__file__).with_name("compose_spec.json")
-
-AIRFLOW_SERVICES = {
-    "airflow-init",
-    "airflow-apiserver",
-    "airflow-scheduler",
-    "airflow-dag-processor",
-    "airflow-triggerer",
-    "airflow-worker",
-}
-ONE_SHOT = {"airflow-init", "historian-init"}
-# Nothing waits for the Temporal UI, and its image's tools are not documented: no health check.
-NOT_CHECKED = {"temporal-ui"}
-# Every secret docker-compose.yaml reads; each must come from .env, with no fallback in the file.
-SECRETS = {
-    "POSTGRES_PASSWORD",
-    "AIRFLOW_FERNET_KEY",
-    "AIRFLOW_JWT_SECRET",
-    "AIRFLOW_API_SECRET_KEY",
-    "AIRFLOW_ADMIN_PASSWORD",
-    "MSSQL_SA_PASSWORD",
-    "HISTORIAN_READER_PASSWORD",
-    "CLICKHOUSE_PASSWORD",
-}
-# Connection id -> (conn_type, service it points at)
-CONNECTIONS = {
-    "wonderware_default": ("wonderware", "sqlserver"),
-    "clickhouse_default": ("clickhouse", "clickhouse"),
-    "temporal_default": ("temporal", "temporal"),
-    "redis_default": ("redis", "redis"),
-    "airflow_api_default": ("http", "airflow-apiserver"),
-}
-
-
-def docker_compose(*args: str, env_file: Path = ENV_EXAMPLE) -> subprocess.CompletedProcess:
-    binary = shutil.which("docker-compose")
-    assert binary, "Debian's docker-compose is missing: run `make system-deps` (scripts/system-deps.sh)"
-    # Only PATH from our environment: a secret exported in the shell must not fill a gap in the file.
-    return subprocess.run(
-        [binary, "--project-directory", str(ROOT), "-f", str(COMPOSE), "--env-file", str(env_file), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin"},
-    )
-
-
-def env_example() -> dict[str, str]:
-    pairs = (
-        line.split("=", 1)
-        for line in ENV_EXAMPLE.read_text().splitlines()
-        if re.match(r"^[A-Z][A-Z0-9_]*=", line)
-    )
-    return {key: value for key, value in pairs}
-
-
-@pytest.fixture(scope="module")
-def raw() -> dict:
-    return yaml.safe_load(COMPOSE.read_text())
-
-
-@pytest.fixture(scope="module")
-def resolved() -> dict:
-    """``docker-compose config``: anchors merged, variables interpolated with .env.example."""
-    done = docker_compose("config")
-    assert done.returncode == 0, done.stderr
-    return yaml.safe_load(done.stdout)
-
-
-@pytest.fixture(scope="module")
-def services(resolved) -> dict[str, dict]:
-    return resolved["services"]
-
-
-def airflow_env(services) -> dict[str, str]:
-    return {k: str(v) for k, v in services["airflow-scheduler"]["environment"].items()}
-
+from tests.deploy.compose_stack import (
+    AIRFLOW_SERVICES,
+    COMPOSE,
+    CONNECTIONS,
+    ENV_EXAMPLE,
+    NOT_CHECKED,
+    ONE_SHOT,
+    ROOT,
+    SCHEMA,
+    SECRETS,
+    airflow_env,
+    depends,
+    docker_compose,
+    env_example,
+)
 
 # -- the file is valid Compose ---------------------------------------------------------------
 
@@ -134,6 +67,7 @@ def test_docker_compose_config_accepts_the_file():
         "historian-init",
         "temporal",
         "temporal-ui",
+        "airflow-log-groomer",
     }
 
 
@@ -421,16 +355,12 @@ def test_workers_scale(services):
 # -- health checks and start order -----------------------------------------------------------
 
 
-def _depends(service: dict) -> dict[str, str]:
-    return {name: spec["condition"] for name, spec in (service.get("depends_on") or {}).items()}
-
-
 def test_every_long_running_service_has_a_health_check(services):
     for name, service in services.items():
         if name in ONE_SHOT:
             assert service.get("restart") == "no" and "healthcheck" not in service, name
         elif name in NOT_CHECKED:
-            assert not any(name in _depends(s) for s in services.values()), f"something waits for {name}"
+            assert not any(name in depends(s) for s in services.values()), f"something waits for {name}"
         else:
             check = service.get("healthcheck")
             assert check and check["test"] and not check.get("disable"), name
@@ -439,7 +369,7 @@ def test_every_long_running_service_has_a_health_check(services):
 
 def test_conditions_match_what_each_dependency_offers(services):
     for name, service in services.items():
-        for dependency, condition in _depends(service).items():
+        for dependency, condition in depends(service).items():
             assert dependency in services, f"{name} depends on unknown {dependency}"
             if dependency in ONE_SHOT:
                 assert condition == "service_completed_successfully", (name, dependency)
@@ -451,13 +381,12 @@ def test_conditions_match_what_each_dependency_offers(services):
 
 
 def test_start_order(services):
-    deps = {name: _depends(service) for name, service in services.items()}
+    deps = {name: depends(service) for name, service in services.items()}
     for name in AIRFLOW_SERVICES:
         assert deps[name]["postgres"] == deps[name]["redis"] == "service_healthy", name
         if name != "airflow-init":
             assert deps[name]["airflow-init"] == "service_completed_successfully", name
-    assert {"airflow-apiserver", "historian-init", "clickhouse", "temporal"} <= set(deps["airflow-worker"])
-    assert "temporal" in deps["airflow-triggerer"]
+    assert deps["airflow-worker"]["airflow-apiserver"] == "service_healthy"  # the execution API
     assert deps["historian-init"] == {"sqlserver": "service_healthy"}
     assert deps["temporal"] == {"postgres": "service_healthy"}
     assert deps["temporal-ui"] == {"temporal": "service_healthy"}
@@ -469,7 +398,7 @@ def test_start_order(services):
         order += ready
     for name in AIRFLOW_SERVICES - {"airflow-init"}:
         assert order.index("airflow-init") < order.index(name)
-    assert order.index("historian-init") < order.index("airflow-worker")
+    assert order.index("airflow-apiserver") < order.index("airflow-worker")
 
 
 # -- the image and the historian init --------------------------------------------------------
@@ -520,4 +449,4 @@ def test_historian_init_command_is_what_the_init_and_the_simulator_accept(servic
         "2025-01-08T00:00:00",
     )
     assert config.tags == int(example["HISTORIAN_SIM_TAGS"]) and config.hostile_tags
-    assert seen["replace"] is True  # each `up` reloads the same rows instead of appending them
+    assert seen["replace"] is True  # a requested reload loads the same rows instead of appending them
