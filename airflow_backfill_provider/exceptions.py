@@ -61,13 +61,19 @@ def fail_without_retry() -> Iterator[None]:
     try:
         yield
     except ConfigurationError as err:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        raise AirflowFailException(str(err)) from err
+        _refuse(str(err), err)
     except Exception as err:
         message = missing_connection(err)
         if message is None:
             raise
-        from airflow.sdk.exceptions import AirflowFailException
+        _refuse(message, err)
 
-        raise AirflowFailException(message) from err
+
+def _refuse(message: str, err: BaseException) -> None:
+    """Fail the task without retry, and say why on the run's page too (within a task)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airflow_backfill_provider.tasks.runs import note_failure
+
+    note_failure(message)
+    raise AirflowFailException(message) from err

@@ -73,7 +73,7 @@ def k8s_job_backfill():
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def collect(ti=None) -> list[dict]:
         """One sensor's kwargs per cluster with workflows (a failed create_job contributes none)."""
-        plan = steps.pulled_plan(ti)
+        plan = steps.pulled_plan(ti, then="collect")
         return steps.sensor_batches(plan, steps.pull_mapped(ti, "create_job", len(plan["jobs"])))
 
     batches = collect()
@@ -88,7 +88,7 @@ def k8s_job_backfill():
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def report(ti=None, dag_run=None) -> dict:
         """Write the tracking file and the status summary; fail naming what did not complete."""
-        plan = steps.pulled_plan(ti)
+        plan = steps.pulled_plan(ti, then="report")
         n = len(plan["jobs"])
         tracked = steps.tracked_jobs(
             plan,

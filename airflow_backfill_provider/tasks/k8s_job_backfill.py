@@ -9,13 +9,20 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
 from airflow_backfill_provider.exceptions import ConfigurationError, fail_without_retry
 from airflow_backfill_provider.hooks.kubernetes import missing_connection
 from airflow_backfill_provider.kubernetes import config as backfill_config
 from airflow_backfill_provider.settings.k8s_job_backfill import START_DATE_VARIABLE, K8sJobBackfillSettings
-from airflow_backfill_provider.tasks.runs import SCHEDULED, RunInfo, dry_run
+from airflow_backfill_provider.tasks.runs import (
+    SCHEDULED,
+    RunInfo,
+    dry_run,
+    note_on_run,
+    skip_run,
+    upstream_result,
+)
 from airflow_backfill_provider.utils import iso
 from airflow_backfill_provider.workflows.tracking import failure_message, tracking_document
 
@@ -46,9 +53,7 @@ def plan(
     :param connection_exists: ``conn_id -> bool`` (default: Airflow's connection look-up).
     """
     if run.run_type == SCHEDULED and not settings.scheduled_runs:
-        reason = SCHEDULED_RUNS_OFF.format(run=run.describe())
-        log.warning("%s", reason)
-        raise AirflowSkipException(reason)
+        skip_run(SCHEDULED_RUNS_OFF.format(run=run.describe()))
     with fail_without_retry():
         source, raw = find_config(params, settings)
         targets = backfill_config.select(
@@ -235,8 +240,15 @@ def report(
     message = failure_message(summary, by_id)
     if message:
         problems.append(message)
+    outcome = (
+        f"{'Dry run: ' if plan_['dry_run'] else ''}{len(jobs)} Job(s) over "
+        f"[{plan_['interval'][0]}, {plan_['interval'][1]}), {summary['total']} workflow(s) "
+        f"{_counts(summary['counts'])}. Tracking file: {path}"
+    )
     if problems:
+        note_on_run(f"{outcome}. Failed: {'; '.join(problems)}.")
         raise AirflowFailException("; ".join(problems) + f". Tracking file: {path}")
+    note_on_run(outcome)
     return {"path": path, "summary": summary}
 
 
@@ -244,12 +256,9 @@ def _counts(counts: Mapping[str, int]) -> str:
     return "  ".join(f"{s}={n}" for s, n in counts.items()) or "none"
 
 
-def pulled_plan(ti: Any) -> dict[str, Any]:
-    """``resolve``'s plan, or a skip when ``resolve`` did not produce one (a skipped scheduled run)."""
-    plan_ = ti.xcom_pull(task_ids="resolve", key=PLAN_XCOM_KEY)
-    if plan_ is None:
-        raise AirflowSkipException("resolve made no plan (skipped or failed): nothing to collect or report.")
-    return plan_
+def pulled_plan(ti: Any, then: str) -> dict[str, Any]:
+    """``resolve``'s plan; a skip when ``resolve`` skipped, a failure when it failed (not a quiet green)."""
+    return upstream_result(ti, "resolve", ti.xcom_pull(task_ids="resolve", key=PLAN_XCOM_KEY), then=then)
 
 
 def pull_mapped(ti: Any, task_id: str, count: int, key: str = "return_value") -> list[Any]:

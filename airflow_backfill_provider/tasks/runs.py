@@ -7,19 +7,28 @@
   interval before it was triggered, as one triggered with that logical date would.
 * A default that protects a triggered run (``dry_run`` of ``missing_workflow_backfill``) does not
   change what scheduled runs and backfills do: only their own conf can.
+* What a run did, or why it did nothing, goes on the run's page: a task says it with
+  :func:`note_on_run` and the run-notes listener (:mod:`..plugins.run_notes`) writes the note when
+  the run ends. A skip says why (:func:`skip_run`), and a task that stands in for an upstream one
+  (:func:`upstream_result`) skips only when that one skipped, and fails when it failed.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from airflow_backfill_provider.exceptions import ConfigurationError
 from airflow_backfill_provider.settings.schedule import last_complete_interval
 from airflow_backfill_provider.utils import as_bool, iso
 
+log = logging.getLogger("airflow.task")
+
+# XCom key of what a task wants on its run's page (a line of Markdown; see plugins/run_notes.py).
+RUN_NOTE = "run_note"
 MANUAL = "manual"
 SCHEDULED = "scheduled"
 BACKFILL = "backfill"
@@ -97,3 +106,62 @@ def dry_run(run: RunInfo, param_value: Any) -> bool:
     if run.triggered:
         return as_bool(param_value, "dry_run")
     return as_bool(run.conf["dry_run"], "dry_run") if "dry_run" in run.conf else False
+
+
+def note_on_run(text: str, ti: Any = None) -> None:
+    """Put ``text`` on the run's page when the run ends (the run note; a person's own note is kept).
+
+    Within a task ``ti`` defaults to the running task instance; outside one (a plain function call in
+    a unit test) there is no run to note and nothing happens.
+    """
+    if ti is None:
+        from airflow.sdk import get_current_context
+
+        try:
+            ti = get_current_context()["ti"]
+        except Exception:  # no task is running: nothing to note on
+            return
+    ti.xcom_push(key=RUN_NOTE, value=text)
+
+
+def note_failure(message: str) -> None:
+    """Say on the run's page which task failed and why (``message``), within a task."""
+    from airflow.sdk import get_current_context
+
+    try:
+        ti = get_current_context()["ti"]
+    except Exception:  # no task is running: nothing to note on
+        return
+    where = ti.task_id if ti.map_index is None or ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
+    note_on_run(f"{where} failed: {message}", ti)
+
+
+def skip_run(reason: str) -> NoReturn:
+    """Skip the task, saying why in its log and on the run's page: a skip is easy to overlook."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    log.warning("%s", reason)
+    note_on_run(reason)
+    raise AirflowSkipException(reason)
+
+
+def upstream_result(ti: Any, task_id: str, value: Any, *, then: str) -> Any:
+    """``value`` (what ``task_id`` returned), or the end this task must take when there is none.
+
+    A task that runs whatever its upstream did (trigger rule ``all_done``) must not hide that
+    upstream's failure behind a skip: Airflow marks a run whose leaves skipped "success". So when
+    ``task_id`` left no result, this task skips if ``task_id`` skipped (it said why) and fails if it
+    failed or never ran. ``then`` says what this task would have done, for the message.
+    """
+    if value is not None:
+        return value
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    states = ti.get_task_states(dag_id=ti.dag_id, task_ids=[task_id], run_ids=[ti.run_id])
+    state = (states.get(ti.run_id) or {}).get(task_id)
+    if state == "skipped":
+        raise AirflowSkipException(f"{task_id} was skipped (its log says why): nothing to {then}.")
+    raise AirflowFailException(
+        f"{task_id} {state or 'did not run'}, so there is nothing to {then}: see the log of {task_id} "
+        "for why, fix that, and clear the run."
+    )

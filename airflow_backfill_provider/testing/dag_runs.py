@@ -56,3 +56,12 @@ def reschedule_count(dag_run: Any, task_id: str) -> int:
                 TaskInstance.task_id == task_id,
             )
         )
+
+
+def run_note(dag_run: Any) -> str | None:
+    """The note on ``dag_run``'s page as it is now in the metadata database (``None``: no note)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return session.get(DagRun, dag_run.id).note

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -11,7 +12,7 @@ import pendulum
 import pytest
 
 from airflow_backfill_provider.hooks.temporal import TemporalHook
-from airflow_backfill_provider.testing.dag_runs import task_states, xcom
+from airflow_backfill_provider.testing.dag_runs import run_note, task_states, xcom
 from airflow_backfill_provider.testing.kubernetes import CRONJOBS, JOBS, cronjob, pod_for
 from airflow_backfill_provider.testing.services import temporal_dev_server
 from airflow_backfill_provider.testing.temporal_worker import ReindexConversations, WorkerThread
@@ -263,3 +264,35 @@ def test_a_backfill_run_creates_its_intervals_jobs(dag, k8s, clusters, workflows
         "2026-01-10T00:00:00+00:00", "2026-01-11T00:00:00+00:00",
     )  # fmt: skip
     assert xcom(dr, "report")["summary"]["counts"] == {"Completed": 2}
+
+
+@pytest.mark.parametrize(
+    ("conf", "variable", "why"),
+    [
+        ({"config": None, "config_file": "{trailing_comma}"}, None, "Cannot parse|Expecting"),
+        ({"config": {"clusters": [{"name": "us-east-1-prod", "customers": [{"profile": "x"}]}]}}, None, "id"),
+        ({"config": None}, "{not json", "Variable"),
+        ({"config": {"clusters": [{"name": "nowhere", "customers": [{"id": "a"}]}]}}, None, "nowhere"),
+    ],
+    ids=[
+        "config-file-trailing-comma",
+        "customer-without-id",
+        "malformed-variable",
+        "cluster-without-connection",
+    ],
+)
+def test_a_run_whose_config_cannot_be_used_fails(dag, env, tmp_path, monkeypatch, conf, variable, why):
+    """resolve fails, and so does the run: collect and report fail too, naming resolve, instead of
+    skipping (a run whose only leaf skipped is "success", issue 17, item 1). The run's note says why."""
+    bad_file = tmp_path / "config.json"
+    bad_file.write_text('{"clusters": [{"name": "us-east-1-prod", "customers": [{"id": "a"}]},]}')
+    conf = {k: (str(bad_file) if v == "{trailing_comma}" else v) for k, v in conf.items()}
+    if variable is not None:
+        monkeypatch.setenv("AIRFLOW_VAR_K8S_JOB_BACKFILL_CONFIG", variable)
+    dr = dag.test(logical_date=RUN_DATE, run_conf={"config_file": None, **conf, "dry_run": False})
+    states = task_states(dr)
+    assert dr.state == "failed", states
+    assert states["resolve"] == "failed"
+    assert states["collect"] == "failed" and states["report"] == "failed"
+    note = run_note(dr)
+    assert note.startswith("resolve failed: ") and re.search(why, note), note
