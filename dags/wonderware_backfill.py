@@ -80,13 +80,13 @@ def wonderware_backfill():
 
     # Runs when chunks failed (to report them), not when discovery or planning did: nothing to report.
     @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS, outlets=[HISTORY_ASSET])
-    def finalize(chunks: list[dict], results, params=None, dag_run=None, ti=None, outlet_events=None) -> dict:
+    def finalize(chunks: list[dict], results, params=None, ti=None, outlet_events=None) -> dict:
         return steps.finalize(
             chunks,
             results,
             params,
             planned_at=ti.xcom_pull(task_ids="plan", key=steps.PLANNED_AT),
-            data_interval=RunInfo.of(dag_run, SETTINGS.schedule).interval(),
+            window=ti.xcom_pull(task_ids="plan", key=steps.WINDOW),
             asset_event=outlet_events[HISTORY_ASSET],
         )
 

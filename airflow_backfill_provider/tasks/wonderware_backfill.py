@@ -23,7 +23,7 @@ from airflow_backfill_provider.historian.planning import (
 )
 from airflow_backfill_provider.historian.schema import TAG_TYPES
 from airflow_backfill_provider.historian.selection import select_exact, select_from_types
-from airflow_backfill_provider.tasks.runs import SCHEDULED, RunInfo, require_triggered
+from airflow_backfill_provider.tasks.runs import SCHEDULED, RunInfo, note_on_run, require_triggered, skip_run
 
 if TYPE_CHECKING:
     from airflow_backfill_provider.hooks.wonderware import WonderwareHook
@@ -33,6 +33,9 @@ log = logging.getLogger("airflow.task")
 # XCom key of the time plan finished: the run's duration is measured from there, because
 # dag_run.start_date is the first try's start and would count a retried run's idle time.
 PLANNED_AT = "planned_at"
+# XCom key of the window plan chunked ([start, end) as ISO strings): the Params' explicit window or
+# the run's data interval. finalize, the run note and the asset event name it.
+WINDOW = "window"
 _PREVIEW = 10
 WINDOW_PARAMS = ("range_start", "range_end")
 SCHEDULED_LOADS_OFF = (
@@ -50,9 +53,7 @@ def check_run(params: Mapping[str, Any], run: RunInfo, *, scheduled_loads: bool)
     Params in a scheduled or backfill run, a bad window or bad chunking fail without retry.
     """
     if run.run_type == SCHEDULED and not scheduled_loads:
-        reason = SCHEDULED_LOADS_OFF.format(run=run.describe())
-        log.warning("%s", reason)  # a skip is easy to overlook: say it where the log is read
-        raise AirflowSkipException(reason)
+        skip_run(SCHEDULED_LOADS_OFF.format(run=run.describe()))
     with fail_without_retry():
         require_triggered(params, WINDOW_PARAMS, run)
         window = resolve_window(
@@ -157,6 +158,7 @@ def plan(
         " (dry run: nothing will be written)" if params["dry_run"] else "",
     )
     xcom_push(key=PLANNED_AT, value=time.time())
+    xcom_push(key=WINDOW, value=[start.isoformat(), end.isoformat()])
     return [
         {
             **c.as_kwargs(),
@@ -174,24 +176,31 @@ def finalize(
     params: Mapping[str, Any],
     *,
     planned_at: float | None,
-    data_interval: tuple[Any, Any],
+    window: Sequence[str],
     asset_event: Any,
 ) -> dict:
     """Summarise the run; fail it if a chunk failed, skip it on a dry run, else describe the asset event.
 
+    The summary, the run's note and the asset event name ``window``, the one the run loaded (the
+    ``range_*`` Params' or the run's data interval); a load of no row says so on the run.
+
     :param chunks: the planned chunks (``plan``'s output).
     :param results: what each ``fetch_insert`` instance returned (``None`` for a failed one).
     :param planned_at: ``time.time()`` when plan finished (``None``: the duration counts as 0).
-    :param data_interval: the run's data interval, recorded in the asset event.
+    :param window: ``[start, end)`` that plan chunked (ISO strings, XCom :data:`WINDOW`).
     :param asset_event: the outlet event accessor of the history asset; its ``extra`` is set.
     """
     planned_at = planned_at or time.time()
     summary = summarize(
         [c["chunk_id"] for c in chunks], list(results or []), time.time() - planned_at
     ).as_dict()
+    summary["window_start"], summary["window_end"] = window
+    tags = len({t for c in chunks for t in c.get("tags", ())})
+    span = f"[{window[0]}, {window[1]})"
     if params["dry_run"]:
         log.info(
-            "Backfill DRY RUN: %d/%d chunks ok (success rate %.1f%%), would load %d rows, wrote nothing, %.1fs",
+            "Backfill DRY RUN of %s: %d/%d chunks ok (success rate %.1f%%), would load %d rows, wrote nothing, %.1fs",
+            span,
             summary["chunks_ok"],
             summary["chunks_total"],
             100 * summary["success_rate"],
@@ -200,7 +209,8 @@ def finalize(
         )
     else:
         log.info(
-            "Backfill done: %d/%d chunks ok (success rate %.1f%%), %d rows, %.0f rows/s, %.1fs",
+            "Backfill of %s done: %d/%d chunks ok (success rate %.1f%%), %d rows, %.0f rows/s, %.1fs",
+            span,
             summary["chunks_ok"],
             summary["chunks_total"],
             100 * summary["success_rate"],
@@ -209,20 +219,37 @@ def finalize(
             summary["duration_seconds"],
         )
     if summary["chunks_failed"]:
-        raise AirflowFailException(
+        message = (
             f"{summary['chunks_failed']} of {summary['chunks_total']} chunks failed: "
             f"{summary['failed_chunk_ids'][:10]}. Re-run with `airflow backfill create ... "
             "--reprocess-behavior failed`, or clear the failed fetch_insert task instances."
         )
+        note_on_run(f"Window {span}, {tags} tags: {summary['rows']} rows loaded, but {message}")
+        raise AirflowFailException(message)
     if params["dry_run"]:
-        raise AirflowSkipException(
-            f"Dry run: would load {summary['source_rows']} rows in {summary['chunks_total']} chunks; "
-            "nothing written, no asset event."
+        reason = (
+            f"Dry run of {span}: would load {summary['source_rows']} rows of {tags} tags in "
+            f"{summary['chunks_total']} chunks; nothing written, no asset event."
+        )
+        note_on_run(reason)
+        raise AirflowSkipException(reason)
+    if summary["rows"] == 0:
+        empty = (
+            f"Loaded nothing: the source has no row in {span} for the {tags} tags "
+            f"({summary['chunks_total']} chunk(s)). Check the window, the tag selection and the "
+            "historian's connection (docs/wonderware-backfill.md, 'An empty read')."
+        )
+        log.warning("%s", empty)
+        note_on_run(empty)
+    else:
+        note_on_run(
+            f"Loaded {summary['rows']} rows of {tags} tags over {span} in {summary['chunks_total']} "
+            f"chunk(s), {summary['duration_seconds']:.0f} s."
         )
     asset_event.extra = {
         "rows": summary["rows"],
         "chunks": summary["chunks_total"],
-        "data_interval_start": str(data_interval[0]),
-        "data_interval_end": str(data_interval[1]),
+        "window_start": window[0],
+        "window_end": window[1],
     }
     return summary

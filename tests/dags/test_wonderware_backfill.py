@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_backfill_provider.testing.counts import clickhouse_counts
+from airflow_backfill_provider.testing.dag_runs import run_note
 from airflow_backfill_provider.testing.faults import faulty_historian
 
 UTC = timezone.utc
@@ -101,6 +102,52 @@ def test_empty_interval_succeeds_with_zero_rows(connections, dagbag, historian_s
     assert clickhouse_counts(chdb_path) == {}
     finalize = next(ti for ti in dr.get_task_instances() if ti.task_id == "finalize")
     assert finalize.xcom_pull(task_ids="finalize")["rows"] == 0
+    # A green run that loaded nothing says so on its page (issue 17, item 15).
+    assert run_note(dr).startswith(
+        "Loaded nothing: the source has no row in [2025-01-31T00:00:00+00:00, 2025-02-01T00:00:00+00:00) "
+        "for the 12 tags (1 chunk(s))."
+    )
+
+
+def test_an_explicit_window_is_the_one_the_event_summary_and_note_name(
+    connections, dagbag, historian_server, chdb_path
+):
+    """A manual run dated 2025-03-01 that loads range_start/range_end 2025-01-01: the asset event,
+    finalize's summary and the run's note all name 2025-01-01, not the run's own data interval
+    (issue 17, item 8)."""
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    url, _ = historian_server
+    connections(source_url=url, chdb_path=chdb_path)
+    dr = run(
+        dagbag,
+        datetime(2025, 3, 1, tzinfo=UTC),
+        range_start="2025-01-01T00:00:00Z",
+        range_end="2025-01-02T00:00:00Z",
+        tag_group_size=15,
+        chunk_window="P1D",
+    )
+    assert dr.state == "success", states(dr)
+    rows = sum(source_counts(url, JAN1, JAN2).values())
+    assert rows > 0 and sum(clickhouse_counts(chdb_path).values()) == rows
+    with create_session() as session:
+        (extra,) = session.scalars(
+            select(AssetEvent.extra).where(AssetEvent.source_run_id == dr.run_id)
+        ).all()
+    assert extra == {
+        "rows": rows,
+        "chunks": 1,
+        "window_start": "2025-01-01T00:00:00+00:00",
+        "window_end": "2025-01-02T00:00:00+00:00",
+    }
+    finalize = next(ti for ti in dr.get_task_instances() if ti.task_id == "finalize")
+    summary = finalize.xcom_pull(task_ids="finalize")
+    assert (summary["window_start"], summary["window_end"]) == (extra["window_start"], extra["window_end"])
+    assert run_note(dr).startswith(
+        f"Loaded {rows} rows of 12 tags over [2025-01-01T00:00:00+00:00, 2025-01-02T00:00:00+00:00) in 1 chunk(s)"
+    )
 
 
 def test_dry_run_writes_nothing(connections, dagbag, historian_server, chdb_path):

@@ -53,7 +53,8 @@ def test_plan_chunks_the_interval_and_records_when_it_planned():
     ]
     assert all(c["batch_size"] == 1000 and c["dry_run"] is False for c in chunks)
     assert len({c["chunk_id"] for c in chunks}) == 4
-    assert set(pushed) == {wwb.PLANNED_AT} and pushed[wwb.PLANNED_AT] > 0
+    assert set(pushed) == {wwb.PLANNED_AT, wwb.WINDOW} and pushed[wwb.PLANNED_AT] > 0
+    assert pushed[wwb.WINDOW] == ["2025-01-01T00:00:00+00:00", "2025-01-02T00:00:00+00:00"]
 
 
 def test_plan_explicit_range_overrides_the_interval():
@@ -82,7 +83,12 @@ def test_plan_bad_input_fails_without_retry(params, interval, message):
 # --- wonderware_backfill: finalize -----------------------------------------------------------------
 
 ASSET = Asset(name="clickhouse_WonderwareHistory", uri="clickhouse://clickhouse_default/WonderwareHistory")
-CHUNKS = [{"chunk_id": "c1"}, {"chunk_id": "c2"}, {"chunk_id": "c3"}]
+CHUNKS = [
+    {"chunk_id": "c1", "tags": ["a", "b"]},
+    {"chunk_id": "c2", "tags": ["c"]},
+    {"chunk_id": "c3", "tags": ["a", "b"]},
+]
+WINDOW = [JAN1.isoformat(), JAN2.isoformat()]
 
 
 def _finalize(results, *, dry_run=False, planned_at=None):
@@ -92,7 +98,7 @@ def _finalize(results, *, dry_run=False, planned_at=None):
         results,
         {"dry_run": dry_run},
         planned_at=planned_at,
-        data_interval=(JAN1, JAN2),
+        window=WINDOW,
         asset_event=event,
     )
     return summary, event
@@ -107,9 +113,10 @@ def test_finalize_sums_the_chunks_and_describes_the_asset_event():
     assert event.extra == {
         "rows": 30,
         "chunks": 3,
-        "data_interval_start": "2025-01-01 00:00:00+00:00",
-        "data_interval_end": "2025-01-02 00:00:00+00:00",
+        "window_start": "2025-01-01T00:00:00+00:00",
+        "window_end": "2025-01-02T00:00:00+00:00",
     }
+    assert (summary["window_start"], summary["window_end"]) == tuple(WINDOW)
 
 
 def test_finalize_measures_from_planned_at():
@@ -137,17 +144,13 @@ def test_finalize_skips_a_dry_run_without_an_asset_event():
     results = [{"chunk_id": c["chunk_id"], "rows": 0} for c in CHUNKS]
     event = OutletEventAccessors()[ASSET]
     with pytest.raises(AirflowSkipException, match="no asset event"):
-        wwb.finalize(
-            CHUNKS, results, {"dry_run": True}, planned_at=None, data_interval=(JAN1, JAN2), asset_event=event
-        )
+        wwb.finalize(CHUNKS, results, {"dry_run": True}, planned_at=None, window=WINDOW, asset_event=event)
     assert event.extra == {}
 
 
 def test_finalize_with_nothing_planned_is_a_success():
     event = OutletEventAccessors()[ASSET]
-    summary = wwb.finalize(
-        [], None, {"dry_run": False}, planned_at=None, data_interval=(JAN1, JAN2), asset_event=event
-    )
+    summary = wwb.finalize([], None, {"dry_run": False}, planned_at=None, window=WINDOW, asset_event=event)
     assert (summary["chunks_total"], summary["success_rate"], event.extra["rows"]) == (0, 1.0, 0)
 
 
@@ -411,11 +414,13 @@ def test_finalize_of_a_dry_run_reports_the_rows_it_would_load(caplog):
     results = [{"chunk_id": c["chunk_id"], "rows": 0, "source_rows": 7, "dry_run": True} for c in CHUNKS]
     event = OutletEventAccessors()[ASSET]
     with pytest.raises(AirflowSkipException) as err:
-        wwb.finalize(
-            CHUNKS, results, {"dry_run": True}, planned_at=None, data_interval=(JAN1, JAN2), asset_event=event
-        )
-    assert str(err.value) == "Dry run: would load 21 rows in 3 chunks; nothing written, no asset event."
+        wwb.finalize(CHUNKS, results, {"dry_run": True}, planned_at=None, window=WINDOW, asset_event=event)
+    assert str(err.value) == (
+        "Dry run of [2025-01-01T00:00:00+00:00, 2025-01-02T00:00:00+00:00): would load 21 rows of 3 tags "
+        "in 3 chunks; nothing written, no asset event."
+    )
     (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Backfill")]
     assert line.startswith(
-        "Backfill DRY RUN: 3/3 chunks ok (success rate 100.0%), would load 21 rows, wrote nothing"
+        "Backfill DRY RUN of [2025-01-01T00:00:00+00:00, 2025-01-02T00:00:00+00:00): 3/3 chunks ok "
+        "(success rate 100.0%), would load 21 rows, wrote nothing"
     )
