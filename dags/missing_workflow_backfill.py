@@ -92,9 +92,9 @@ def missing_workflow_backfill():
     )
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
-    def summary(found, backfilled) -> dict:
-        """Counts per class, the ids started; fails the run if any earlier step failed."""
-        return steps.summary(found, backfilled)
+    def summary(found, backfilled, ti=None) -> dict:
+        """Counts per class, the ids started; fails the run if an earlier step failed."""
+        return steps.summary(found, backfilled, ti)
 
     summary(find.output, backfill.output)
 

@@ -16,7 +16,7 @@ import pytest
 from temporal_support import TASK_QUEUE
 
 from airflow_backfill_provider.hooks.temporal import TemporalHook
-from airflow_backfill_provider.testing.dag_runs import task_states, xcom
+from airflow_backfill_provider.testing.dag_runs import run_note, task_states, xcom
 from airflow_backfill_provider.testing.run_types import runs_of_type
 
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "missing_workflow_backfill.py"
@@ -93,6 +93,10 @@ def test_an_explicit_interval_in_a_backfill_run_fails_at_once(dag, capfd):
         "upstream_failed",
     )
     assert [ti.try_number for ti in dr.get_task_instances() if ti.task_id == "resolve_spec"] == [1]
+    assert dr.state == "failed" and states["summary"] == "failed", states  # not a green run
+    assert run_note(dr).startswith(
+        "resolve_spec failed: interval_start and interval_end are for manual runs only"
+    )
     out = capfd.readouterr()
     assert (
         "interval_start and interval_end are for manual runs only, but this is a backfill run"
@@ -117,3 +121,19 @@ def test_a_run_of_a_date_before_the_former_default_start_date_runs(dag):
     assert set(task_states(dr).values()) == {"success"}, task_states(dr)
     (found,) = xcom(dr, "find_gaps")
     assert found["interval_start"] == "2025-06-01T00:00:00+00:00" and found["counts"]["missing"] == 2
+
+
+def test_a_scheduled_run_with_no_spec_configured_skips_and_says_why(dag, monkeypatch):
+    """Unpausing with the default settings (no spec anywhere) made a red run every day (issue 17,
+    item 10): a scheduled run skips, the run is green, and its note says why and what to set."""
+    monkeypatch.delenv("AIRFLOW_VAR_MISSING_WORKFLOW_BACKFILL_SPEC", raising=False)
+    with runs_of_type("scheduled", (day(12), day(13))):
+        dr = dag.test(logical_date=day(12), run_conf={"spec": None, "spec_file": None})
+    states = task_states(dr)
+    assert dr.state == "success", states
+    assert {states[t] for t in ("resolve_spec", "find_gaps", "backfill", "summary")} == {"skipped"}, states
+    assert run_note(dr).startswith(
+        "This scheduled run of [2026-03-12T00:00:00+00:00, 2026-03-13T00:00:00+00:00) checks nothing: "
+        "No workflow spec: pass the 'spec' or 'spec_file' Param, set the Variable "
+        "'missing_workflow_backfill_spec'"
+    )

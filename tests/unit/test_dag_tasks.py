@@ -167,8 +167,8 @@ def spec_files(tmp_path):
     return write
 
 
-def _resolve(params, spec_file=None):
-    return mwb.resolve_spec(params, spec_variable=VARIABLE, spec_file=spec_file)
+def _resolve(params, spec_file=None, run=None):
+    return mwb.resolve_spec(params, spec_variable=VARIABLE, spec_file=spec_file, run=run)
 
 
 def test_resolve_spec_source_order(monkeypatch, spec_files, caplog):
@@ -242,7 +242,7 @@ BACKFILLED = {
 def test_summary_counts_every_class_over_all_specs(caplog):
     caplog.set_level(logging.INFO, logger="airflow.task")
     found = [_found("reindex", completed=2, failed=1), _found("export", missing=3, failed=1)]
-    result = mwb.summary(found, BACKFILLED)
+    result = mwb.summary(found, BACKFILLED, ti=None)  # both upstreams returned
     assert result["specs"] == ["reindex", "export"]
     assert result["counts"] == {
         "completed": 2, "running": 0, "running_too_long": 0, "failed": 2, "timed_out": 0,
@@ -257,21 +257,67 @@ def test_summary_counts_every_class_over_all_specs(caplog):
 
 def test_summary_of_a_dry_run_says_what_it_would_start(caplog):
     caplog.set_level(logging.INFO, logger="airflow.task")
-    result = mwb.summary([_found("reindex")], {**BACKFILLED, "dry_run": True, "started": []})
+    result = mwb.summary([_found("reindex")], {**BACKFILLED, "dry_run": True, "started": []}, ti=None)
     assert result["dry_run"] is True and sum(result["counts"].values()) == 0
     messages = [r.getMessage() for r in caplog.records]
     assert "reindex [2026-01-01T00:00:00+00:00, 2026-01-02T00:00:00+00:00): no keys" in messages
     assert "Would start 1 replacement(s): x-b-20260101-backfill-1" in messages
 
 
+class UpstreamStates:
+    """The task instance's look-up of other tasks' states (``RuntimeTaskInstance.get_task_states``)."""
+
+    dag_id, run_id = "missing_workflow_backfill", "scheduled__2026-01-02T00:00:00+00:00"
+
+    def __init__(self, **states: str):
+        self.states = states
+
+    def get_task_states(self, dag_id, task_ids, run_ids):
+        assert (dag_id, run_ids) == (self.dag_id, [self.run_id])
+        return {self.run_id: {t: self.states[t] for t in task_ids if t in self.states}}
+
+
 @pytest.mark.parametrize(
-    "found, backfilled, step",
-    [(None, None, "find_gaps"), ([_found("reindex", missing=1)], None, "backfill")],
+    "found, backfilled, states, step",
+    [
+        (None, None, {"find_gaps": "failed", "backfill": "upstream_failed"}, "find_gaps failed"),
+        (None, None, {"find_gaps": "upstream_failed"}, "find_gaps upstream_failed"),
+        (
+            [_found("reindex", missing=1)],
+            None,
+            {"find_gaps": "success", "backfill": "failed"},
+            "backfill failed",
+        ),
+    ],
 )
-def test_summary_fails_the_run_naming_the_failed_step(found, backfilled, step):
+def test_summary_fails_the_run_naming_the_failed_step(found, backfilled, states, step):
     with pytest.raises(AirflowFailException) as err:
-        mwb.summary(found, backfilled)
-    assert str(err.value) == f"{step} failed (see its log); nothing more to report."
+        mwb.summary(found, backfilled, UpstreamStates(**states))
+    assert str(err.value).startswith(f"{step}, so there is nothing to summarize: see the log of ")
+
+
+def test_summary_skips_only_when_the_steps_before_it_skipped():
+    """A run with no spec skips resolve_spec, find_gaps and backfill: summary skips too, and the run
+    is green with resolve_spec's reason on it, never a red run nor a green one hiding a failure."""
+    with pytest.raises(AirflowSkipException, match="find_gaps was skipped"):
+        mwb.summary(None, None, UpstreamStates(find_gaps="skipped", backfill="skipped"))
+
+
+def test_a_scheduled_run_without_a_spec_skips_saying_why_and_others_fail():
+    """Issue 17, item 10: unpausing with the default settings must not make a red run a day."""
+    scheduled = RunInfo(run_type="scheduled", data_interval_start=JAN1, data_interval_end=JAN2)
+    with pytest.raises(AirflowSkipException) as err:
+        _resolve({"spec": None, "spec_file": None}, run=scheduled)
+    assert str(err.value).startswith(
+        "This scheduled run of [2025-01-01T00:00:00+00:00, 2025-01-02T00:00:00+00:00) checks nothing: "
+        "No workflow spec: pass the 'spec' or 'spec_file' Param"
+    )
+    for run_type in ("manual", "backfill"):
+        with pytest.raises(AirflowFailException, match="No workflow spec"):
+            _resolve(
+                {"spec": None, "spec_file": None},
+                run=RunInfo(run_type=run_type, data_interval_start=JAN1, data_interval_end=JAN2),
+            )
 
 
 # --- run-type rules (issue 9) ----------------------------------------------------------------------
