@@ -30,6 +30,7 @@ from airflow_backfill_provider.historian.retroactive import (
 from airflow_backfill_provider.historian.sync_transfer import sync_once
 from airflow_backfill_provider.hooks.airflow_api import AirflowApiError
 from airflow_backfill_provider.settings.schedule import interval_start
+from airflow_backfill_provider.tasks.runs import note_on_run
 from airflow_backfill_provider.utils import iso
 
 if TYPE_CHECKING:
@@ -103,8 +104,25 @@ def sync(
         summary["task_seconds"],
         tags.cache,
     )
+    note_on_run(
+        f"Synced {summary['rows_inserted']} new rows ({summary['rows_read']} read) of {summary['tags']} tags "
+        f"up to {iso(horizon)}. Oldest tag's lag {_seconds(summary['lag_before_seconds'])} → "
+        f"{_seconds(summary['lag_after_seconds'])}"
+        + (f" ({summary['lag_after_tag']})" if summary.get("lag_after_tag") else "")
+        + f"; tag list {_TAG_LIST_FROM.get(tags.cache, tags.cache)}"
+        + (f"; columns added: {', '.join(added)}" if added else "")
+        + "."
+    )
     emit_metrics(summary)
     return summary
+
+
+_TAG_LIST_FROM = {
+    "hit": "from the Redis cache",
+    "miss": "from TagRef, now cached",
+    "off": "from TagRef (no cache)",
+    "unavailable": "from TagRef (Redis unreachable)",
+}
 
 
 def _seconds(value: float | None) -> str:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from airflow_backfill_provider.historian.queries import history_tables
 from airflow_backfill_provider.historian.retroactive import KNOWN, TAG
-from airflow_backfill_provider.testing.dag_runs import task_states, xcom
+from airflow_backfill_provider.testing.dag_runs import run_note, task_states, xcom
 from airflow_backfill_provider.testing.services import create_database, redis_server
 from airflow_backfill_provider.testing.simulator import SimulatorConfig, simulate
 
@@ -105,7 +105,16 @@ def run_sync(dagbag):
     dag = DagBag(dag_folder=dagbag.dag_folder).get_dag("wonderware_sync")
     dr = dag.test()
     assert task_states(dr) == {"sync": "success", "retroactive": "success"}, task_states(dr)
-    return xcom(dr, "sync"), xcom(dr, "retroactive")
+    summary = xcom(dr, "sync")
+    # The run's page says what it did (issue 17, item 12): rows, lag, where the tag list came from.
+    note = run_note(dr)
+    assert note.startswith(
+        f"Synced {summary['rows_inserted']} new rows ({summary['rows_read']} read) of {summary['tags']} tags "
+        f"up to {summary['horizon']}. Oldest tag's lag "
+    ), note
+    assert f"{summary['lag_after_seconds']:.1f} s ({summary['lag_after_tag']})" in note
+    assert "tag list from " in note and "None" not in note
+    return summary, xcom(dr, "retroactive")
 
 
 def test_sync_runs_exact_with_redis_going_down_and_reports_metrics(
