@@ -61,9 +61,12 @@ setup(
             "provider_info=airflow_backfill_provider.get_provider_info:get_provider_info"
         ],
         # Loaded by every Airflow process; in the api-server it fixes the Test button of connections
-        # without a port (see airflow_backfill_provider/plugins/connection_test.py).
+        # without a port and gives redis connections a Test (plugins/connection_test.py).
         "airflow.plugins": [
             "backfill_connection_test=airflow_backfill_provider.plugins.connection_test:ConnectionTestPlugin",
+            # A Kubernetes connection's kube config shown as ***, like a password, in the REST
+            # answers of the api-server (plugins/connection_secrets.py).
+            "backfill_connection_secrets=airflow_backfill_provider.plugins.connection_secrets:ConnectionSecretsPlugin",
             # In the scheduler: a note on a run that ran nothing because it is dated before the
             # DAG's start date (see airflow_backfill_provider/plugins/run_notes.py).
             "backfill_run_notes=airflow_backfill_provider.plugins.run_notes:RunNotesPlugin",

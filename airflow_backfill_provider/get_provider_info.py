@@ -39,7 +39,7 @@ def get_provider_info() -> dict:
                 "python-modules": ["airflow_backfill_provider.hooks.kubernetes"],
             },
             {
-                # the sync's retroactive backfill; an ordinary http connection, no type of its own
+                # the sync's retroactive backfill (connection type airflowapi)
                 "integration-name": "Airflow REST API",
                 "python-modules": ["airflow_backfill_provider.hooks.airflow_api"],
             },
@@ -239,6 +239,24 @@ def get_provider_info() -> dict:
                         "description": "How long to wait for the frontend before failing, e.g. 10.",
                     },
                 },
+            },
+            {
+                # The sync's retroactive backfill calls Airflow's REST API. A type of its own, so the
+                # UI offers it without the http provider and its Test signs in.
+                "hook-class-name": "airflow_backfill_provider.hooks.airflow_api.AirflowApiHook",
+                "connection-type": "airflowapi",
+                "hook-name": "Airflow REST API",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "extra"],
+                    "relabeling": {"host": "API server URL", "password": "Password, or a JWT"},
+                    "placeholders": {
+                        "host": "http://airflow-apiserver (https:// with TLS)",
+                        "port": "8080",
+                        "login": "a user allowed to trigger wonderware_backfill",
+                        "password": "the user's password; alone, a ready JWT",
+                    },
+                },
+                "conn-fields": {},
             },
         ],
     }

@@ -4,8 +4,10 @@ The sync's retroactive backfill asks Airflow for a ``wonderware_backfill`` run (
 /api/v2/dags/{dag_id}/dagRuns``) and for a native backfill (``POST /api/v2/backfills``), so both
 appear in the UI, with the backfill banner, pause and cancel, exactly as if a person had asked.
 
-The connection is an ordinary ``http`` connection to the api-server: host (with ``https://`` when
-it is TLS), port, and the credentials of a user allowed to trigger the DAG:
+The connection is of type ``airflowapi`` (this provider's, so the UI offers it and its Test
+button signs in; a connection of another type with the same fields, such as ``http``, works too):
+host (with ``https://`` when it is TLS), port, and the credentials of a user allowed to trigger the
+DAG:
 
 - Login and Password: exchanged for a JWT at ``POST /auth/token`` (the simple auth manager and the
   FAB auth manager both serve it);
@@ -19,6 +21,7 @@ backoff; an HTTP error is raised as :class:`AirflowApiError` with the server's o
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -31,6 +34,8 @@ from airflow_backfill_provider.resilience import RetryPolicy, call_with_retry
 from airflow_backfill_provider.utils import iso
 
 _TIMEOUT = 30
+# The operating system's reason inside requests' wrapped errors ("[Errno 111] Connection refused").
+_OS_REASON = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 
 
 class AirflowApiError(BackfillProviderError):
@@ -48,11 +53,12 @@ def _transient(err: BaseException) -> bool:
 
 
 class AirflowApiHook(BaseHook):
-    """Calls to Airflow's REST API through an ``http`` connection (see the module docs for auth)."""
+    """Calls to Airflow's REST API through an ``airflowapi`` connection (see the module docs for
+    auth)."""
 
     conn_name_attr = "airflow_api_conn_id"
     default_conn_name = "airflow_api_default"
-    conn_type = "http"
+    conn_type = "airflowapi"
     hook_name = "Airflow REST API"
 
     def __init__(
@@ -156,3 +162,34 @@ class AirflowApiHook(BaseHook):
             "dag_run_conf": dict(dag_run_conf or {}),
         }
         return self.request("POST", "/api/v2/backfills", body)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Sign in and list one DAG, once and without retries: proves the address and that the
+        api-server takes the credentials. The message names the server and says what to fix."""
+        try:
+            base = self.base_url
+            version = requests.get(f"{base}/api/v2/version", timeout=_TIMEOUT).json().get("version", "?")
+            answer = self._authenticated().get(f"{base}/api/v2/dags", params={"limit": 1}, timeout=_TIMEOUT)
+        except (ConfigurationError, AirflowApiError) as err:
+            return False, str(err)
+        except requests.JSONDecodeError as err:  # another kind of server at that address
+            return False, f"{self.base_url} does not answer as an Airflow api-server ({err})."
+        except requests.RequestException as err:
+            found = _OS_REASON.search(str(err))
+            reason = found.group(1).strip() if found else f"{type(err).__name__}: {str(err)[:300]}"
+            return False, (
+                f"Cannot connect to the Airflow API at {self.base_url}: {reason}. Check the Host (with "
+                "http:// or https://) and Port of the api-server."
+            )
+        if answer.status_code >= 400:
+            return False, (
+                f"The Airflow API at {base} refused to list DAGs with these credentials (HTTP "
+                f"{answer.status_code}: {answer.text[:300]}). Use a user allowed to read and trigger DAGs."
+            )
+        return True, f"Airflow {version} at {base} accepted the credentials ({self._credentials()})."
+
+    def _credentials(self) -> str:
+        conn = self.get_connection(self.airflow_api_conn_id)
+        if conn.login:
+            return f"login {conn.login!r}"
+        return "the JWT in Password" if conn.password else "no login: an api-server where everyone is admin"

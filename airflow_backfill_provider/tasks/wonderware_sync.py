@@ -379,7 +379,7 @@ def require_prerequisites(settings: WonderwareSyncSettings) -> None:
     needed = {
         settings.airflow_api_conn_id: (
             "AIRFLOW_API_CONN_ID",
-            "an http connection to the api-server with the Login and Password of a user allowed to "
+            "an airflowapi connection to the api-server with the Login and Password of a user allowed to "
             "trigger wonderware_backfill (docs/sync.md, 'Retroactive backfill')",
         ),
         settings.clickhouse_conn_id: ("CLICKHOUSE_CONN_ID", "the ClickHouse connection the sync writes to"),

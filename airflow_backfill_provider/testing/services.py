@@ -166,13 +166,18 @@ def postgres_server(password: str | None = None):
 
 class RedisServer:
     """A throwaway ``redis-server`` on a free loopback port (no persistence); :meth:`stop` and
-    :meth:`start` it again on the same port to test what a client does while it is down."""
+    :meth:`start` it again on the same port to test what a client does while it is down.
 
-    def __init__(self) -> None:
+    :param password: required of every client (``requirepass``), as a production Redis does
+    """
+
+    def __init__(self, password: str | None = None) -> None:
         if not shutil.which("redis-server"):
             raise RuntimeError("redis-server is not installed: run `make system-deps` (or `make test`).")
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
+        auth = f":{quote(password, safe='')}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self._proc: subprocess.Popen | None = None
 
     def start(self) -> RedisServer:
@@ -187,6 +192,7 @@ class RedisServer:
                 "",
                 "--appendonly",
                 "no",
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -201,9 +207,9 @@ class RedisServer:
 
 
 @contextmanager
-def redis_server() -> Iterator[RedisServer]:
+def redis_server(password: str | None = None) -> Iterator[RedisServer]:
     """Start a throwaway Redis; yield it (``.url``, ``.port``, ``.stop()``, ``.start()``)."""
-    server = RedisServer().start()
+    server = RedisServer(password).start()
     try:
         yield server
     finally:

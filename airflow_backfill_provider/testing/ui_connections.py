@@ -36,22 +36,72 @@ class UIConnection:
         }
 
 
+def kube_config(server: str, token: str, client_key: str) -> dict:
+    """A kube config whose current user signs in with a token; another user has a client key
+    (``load_kube_config`` reads only the current context's user)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "prod", "cluster": {"server": server, "insecure-skip-tls-verify": True}}],
+        "users": [
+            {"name": "airflow", "user": {"token": token}},
+            {"name": "admin", "user": {"client-certificate-data": "Y2VydA==", "client-key-data": client_key}},
+        ],
+        "contexts": [{"name": "prod", "context": {"cluster": "prod", "user": "airflow"}}],
+        "current-context": "prod",
+    }
+
+
 def documented_connections(
-    *, historian_url: str, chdb_path: str, temporal_address: str, closed_port: int
+    *,
+    historian_url: str,
+    chdb_path: str,
+    temporal_address: str,
+    closed_port: int,
+    redis_port: int,
+    redis_password: str,
 ) -> list[UIConnection]:
     """The documented connections: the SQLite historian and embedded ClickHouse that the demo uses,
-    a Temporal dev server, and the production shapes holding secrets: SQL Server with a password,
-    a PostgreSQL historian URL with its password in the Password field, a URL with a password left
-    inside it (which the docs advise against, but must not leak either), Temporal Cloud with an API
-    key, and Temporal with an mTLS client key (PEM) in the Password field or as a file path in
-    ``tls_client_private_key``."""
+    a Temporal dev server, the sync's Redis (asking for ``redis_password``), and the production
+    shapes holding secrets: SQL Server with a password, a PostgreSQL historian URL with its password
+    in the Password field, a URL with a password left inside it (which the docs advise against, but
+    must not leak either), Temporal Cloud with an API key, Temporal with an mTLS client key (PEM) in
+    the Password field or as a file path in ``tls_client_private_key``, and Kubernetes clusters
+    whose kube config holds a token and a client key, as text (what the form's field stores) and as
+    a JSON object."""
     temporal_host, temporal_port = temporal_address.rsplit(":", 1)
     sql_password, pg_password, url_password = canary("sqlserver"), canary("pg"), canary("in-url")
     api_key, tls_key, key_path = canary("api-key"), canary("tls-key"), canary("key-path")
     pem_key = f"-----BEGIN PRIVATE KEY-----\n{tls_key}\n-----END PRIVATE KEY-----\n"
     pem_cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
     closed = {"host": "127.0.0.1", "port": closed_port}
+    kube_token, kube_key = canary("kube-token"), canary("kube-key")
+    kube_text_token, kube_text_key = canary("kube-text-token"), canary("kube-text-key")
+    kube_server = f"https://127.0.0.1:{closed_port}"
     return [
+        UIConnection(
+            "redis_default",
+            "redis",
+            fields={"host": "127.0.0.1", "port": redis_port, "password": redis_password},
+            secrets=(redis_password,),
+        ),
+        UIConnection(
+            "kubernetes_default",
+            "kubernetes",
+            extra={
+                "kube_config": json.dumps(kube_config(kube_server, kube_text_token, kube_text_key)),
+                "namespace": "cresta-cron",
+            },
+            secrets=(kube_text_token, kube_text_key),
+            test_succeeds=False,
+        ),
+        UIConnection(
+            "kubernetes_object",
+            "kubernetes",
+            extra={"kube_config": kube_config(kube_server, kube_token, kube_key), "namespace": "cresta-cron"},
+            secrets=(kube_token, kube_key),
+            test_succeeds=False,
+        ),
         UIConnection("wonderware_default", "wonderware", extra={"sqlalchemy_dsn": historian_url}),
         UIConnection("clickhouse_default", "chdb", extra={"chdb_path": chdb_path}),
         UIConnection(

@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 
 from airflow_backfill_provider.testing.browser import AirflowUI, launch_chromium
-from airflow_backfill_provider.testing.services import free_port, temporal_dev_server
+from airflow_backfill_provider.testing.services import free_port, redis_server, temporal_dev_server
 from airflow_backfill_provider.testing.stack import AirflowStack, ui_env
-from airflow_backfill_provider.testing.ui_connections import documented_connections
+from airflow_backfill_provider.testing.ui_connections import canary, documented_connections
 
 ROOT = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = ROOT / "dags"
@@ -45,7 +45,7 @@ _NOT_INHERITED = (
 @pytest.fixture(scope="session")
 def browser_services(tmp_path_factory):
     """A SQLite historian (the demo's kind) around today, an embedded ClickHouse path, a Temporal
-    dev server, and the documented connections pointing at them."""
+    dev server, a Redis that asks for a password, and the documented connections pointing at them."""
     from airflow_backfill_provider.testing.simulator import SimulatorConfig, simulate
 
     root = tmp_path_factory.mktemp("browser")
@@ -57,7 +57,8 @@ def browser_services(tmp_path_factory):
         replace=True,
     )
     closed_port = free_port()  # nothing listens there: the unreachable servers
-    with temporal_dev_server() as temporal_address:
+    redis_password = canary("redis")
+    with temporal_dev_server() as temporal_address, redis_server(password=redis_password) as redis:
         yield {
             "root": root,
             "chdb_path": root / "chdb",
@@ -67,6 +68,8 @@ def browser_services(tmp_path_factory):
                 chdb_path=str(root / "chdb"),
                 temporal_address=temporal_address,
                 closed_port=closed_port,
+                redis_port=redis.port,
+                redis_password=redis_password,
             ),
         }
 

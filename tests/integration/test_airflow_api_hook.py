@@ -81,3 +81,57 @@ def test_an_api_server_that_is_down_is_retried_then_reported(monkeypatch):
     hook = connect(monkeypatch, "api_down", host=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(SourceUnavailableError, match=r"Airflow API GET /auth/token|failed 2 times"):
         hook.request("GET", "/api/v2/dags")
+
+
+# -- Test (the connection's Test button and `airflow connections test`) ------------------------------
+
+
+def _tested(monkeypatch, conn_id: str, **fields) -> tuple[bool, str]:
+    """Test of an ``airflowapi`` connection, found through its type as Airflow finds it."""
+    from airflow.models.connection import Connection
+
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "airflowapi", **fields}))
+    return Connection.get_connection_from_secrets(conn_id).test_connection()
+
+
+def test_test_signs_in_and_names_the_server(api_server, monkeypatch):
+    stack, password = api_server
+    ok, message = _tested(monkeypatch, "api_test", host=stack.url, login="backfill-bot", password=password)
+    assert ok, message
+    assert message == f"Airflow 3.3.2 at {stack.url} accepted the credentials (login 'backfill-bot')."
+    assert password not in message
+
+
+def test_test_with_a_wrong_password_says_so(api_server, monkeypatch):
+    stack, _ = api_server
+    ok, message = _tested(
+        monkeypatch, "api_test_wrong", host=stack.url, login="backfill-bot", password="not-it"
+    )
+    assert not ok
+    assert (
+        "/auth/token refused the credentials (HTTP 401" in message and "Set the Login and Password" in message
+    )
+    assert "not-it" not in message
+
+
+def test_test_with_a_bad_token_says_so(api_server, monkeypatch):
+    stack, _ = api_server
+    ok, message = _tested(monkeypatch, "api_test_jwt", host=stack.url, password="not-a-jwt")
+    assert not ok
+    assert message.startswith(
+        f"The Airflow API at {stack.url} refused to list DAGs with these credentials (HTTP 403: "
+    )
+    assert "Invalid JWT token" in message and "Use a user allowed to read and trigger DAGs" in message
+    assert "not-a-jwt" not in message
+
+
+def test_test_of_an_api_server_that_is_down_names_it_at_once(monkeypatch):
+    from airflow_backfill_provider.testing.services import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    ok, message = _tested(monkeypatch, "api_test_down", host=url, login="backfill-bot", password="pw")
+    assert not ok
+    assert message == (
+        f"Cannot connect to the Airflow API at {url}: Connection refused. Check the Host (with http:// "
+        "or https://) and Port of the api-server."
+    )

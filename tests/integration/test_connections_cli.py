@@ -19,10 +19,17 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from airflow_backfill_provider.testing.services import create_database, free_port, postgres_server, wait_http
+from airflow_backfill_provider.testing.services import (
+    create_database,
+    free_port,
+    postgres_server,
+    redis_server,
+    wait_http,
+)
 from airflow_backfill_provider.testing.simulator import SimulatorConfig, simulate
 from airflow_backfill_provider.testing.stack import AIRFLOW, AirflowStack, ui_env
 from airflow_backfill_provider.testing.tls import client_key_and_cert
+from airflow_backfill_provider.testing.ui_connections import kube_config
 
 PG_PASSWORD = f"canary-pg-{secrets.token_hex(6)}"  # the real password of the PostgreSQL historian
 HISTORIAN = SimulatorConfig(start=datetime(2025, 1, 1), end=datetime(2025, 1, 1, 2), tags=6, rate=600)
@@ -357,3 +364,84 @@ def test_the_forms_the_ui_renders(api):
     temporal = meta["temporal"]
     assert temporal["standard_fields"]["password"]["title"] == "API key, or mTLS client key (PEM)"
     assert temporal["extra_fields"]["tls_client_cert"]["schema"]["format"] == "multiline"
+
+
+# -- the Kubernetes, Redis and Airflow API connections (docs/kubernetes.md, docs/sync.md) ----------
+
+
+def test_a_kube_config_never_reaches_the_browser(api):
+    """However it is stored (the form's field stores text; an environment variable or the REST API
+    can hold an object), the kube config comes back as ***, and the list's Test, which posts that
+    *** back, still tests the stored kube config (its API server is a closed port here)."""
+    stack, _ = api
+    port = free_port()
+    for shape in ("text", "object"):
+        token, client_key = canary("kube-token"), canary("kube-key")
+        config = kube_config(f"https://127.0.0.1:{port}", token, client_key)
+        conn_id = f"kubernetes_{shape}"
+        extra = {
+            "kube_config": json.dumps(config) if shape == "text" else config,
+            "namespace": "cresta-cron",
+        }
+        body = {"connection_id": conn_id, "conn_type": "kubernetes", "extra": json.dumps(extra)}
+        answers = [stack.api("POST", "/api/v2/connections", body)]
+        one = stack.api("GET", f"/api/v2/connections/{conn_id}")
+        listed = {
+            c["connection_id"]: c for c in stack.api("GET", "/api/v2/connections?limit=100")["connections"]
+        }
+        test_body = ui_test_body(listed[conn_id])
+        tested = stack.api("POST", "/api/v2/connections/test", test_body)
+        stack.api("DELETE", f"/api/v2/connections/{conn_id}")
+        answers += [one, listed, test_body, tested]
+        for answer in answers:
+            assert token not in json.dumps(answer) and client_key not in json.dumps(answer), (shape, answer)
+        assert json.loads(one["extra"])["namespace"] == "cresta-cron"
+        assert tested["status"] is False
+        assert "Connection refused" in tested["message"] and str(port) in tested["message"], tested
+
+
+def test_the_documented_redis_connection_tests_with_a_ping(api):
+    """docs/sync.md's ``redis_default`` (host, port, password), saved and tested as the UI does."""
+    stack, _ = api
+    password = canary("redis")
+    with redis_server(password=password) as redis:
+        for conn_id, secret in (("redis_default", password), ("redis_wrong", canary("redis-wrong"))):
+            body = {
+                "connection_id": conn_id,
+                "conn_type": "redis",
+                "host": "127.0.0.1",
+                "port": redis.port,
+                "password": secret,
+            }
+            stack.api("POST", "/api/v2/connections", body)
+        listed = {
+            c["connection_id"]: c for c in stack.api("GET", "/api/v2/connections?limit=100")["connections"]
+        }
+        good = stack.api("POST", "/api/v2/connections/test", ui_test_body(listed["redis_default"]))
+        bad = stack.api("POST", "/api/v2/connections/test", ui_test_body(listed["redis_wrong"]))
+        for conn_id in ("redis_default", "redis_wrong"):
+            stack.api("DELETE", f"/api/v2/connections/{conn_id}")
+    assert good["status"] is True, good
+    assert f"at 127.0.0.1:{redis.port} (db 0) answered PING." in good["message"]
+    assert bad["status"] is False and "refused the credentials" in bad["message"], bad
+    assert listed["redis_default"]["password"] == "***"
+    assert password not in json.dumps([listed, good, bad])
+
+
+def test_the_airflow_api_connection_signs_in(api):
+    """docs/sync.md's ``airflow_api_default``: its type is in the UI's list of types, and its Test
+    signs in to the api-server (this one lets everybody in as admin, so no login is needed)."""
+    stack, _ = api
+    meta = {h["connection_type"]: h for h in stack.api("GET", "/ui/connections/hook_meta")}
+    assert meta["airflowapi"]["hook_name"] == "Airflow REST API"
+    assert meta["airflowapi"]["standard_fields"]["host"]["title"] == "API server URL"
+    body = {"connection_id": "airflow_api_default", "conn_type": "airflowapi", "host": stack.url}
+    stack.api("POST", "/api/v2/connections", body)
+    listed = {c["connection_id"]: c for c in stack.api("GET", "/api/v2/connections?limit=100")["connections"]}
+    tested = stack.api("POST", "/api/v2/connections/test", ui_test_body(listed["airflow_api_default"]))
+    stack.api("DELETE", "/api/v2/connections/airflow_api_default")
+    assert tested == {
+        "status": True,
+        "message": f"Airflow 3.3.2 at {stack.url} accepted the credentials "
+        "(no login: an api-server where everyone is admin).",
+    }

@@ -17,6 +17,7 @@ def test_the_connection_types_and_their_hooks():
         "wonderware": "WonderwareHook",
         "chdb": "EmbeddedClickHouseHook",
         "temporal": "TemporalHook",
+        "airflowapi": "AirflowApiHook",
     }
     for conn_type in FORMS:
         assert "_" not in conn_type  # Test round-trips the connection through a URI scheme
@@ -79,6 +80,24 @@ def test_no_secret_sits_in_a_form_field_that_airflow_shows():
     for form in FORMS.values():
         for field in form["conn-fields"].values():
             assert field["schema"].get("format") != "password"  # a masked extra is still in the Extra JSON
+
+
+def test_the_airflow_api_type_is_offered_without_the_http_provider():
+    """docs/sync.md's ``airflow_api_default`` has a type the UI lists and Test can sign in with,
+    whether or not apache-airflow-providers-http is installed."""
+    from airflow.providers_manager import ProvidersManager
+
+    from airflow_backfill_provider.hooks.airflow_api import AirflowApiHook
+
+    info = ProvidersManager().hooks["airflowapi"]
+    assert info.hook_class_name.endswith("AirflowApiHook") and info.connection_testable
+    assert info.connection_id_attribute_name == "airflow_api_conn_id" and info.hook_name == "Airflow REST API"
+    assert AirflowApiHook.conn_type == "airflowapi"
+    form = FORMS["airflowapi"]["ui-field-behaviour"]
+    assert form["relabeling"]["host"] == "API server URL" and set(form["hidden-fields"]) == {
+        "schema",
+        "extra",
+    }
 
 
 # -- the plugin: Test of a connection without a port ----------------------------------------------
