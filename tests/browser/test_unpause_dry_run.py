@@ -89,3 +89,26 @@ def test_unpause_and_dry_run_start_no_load(ui: AirflowUI, airflow_ui_stack, brow
             f"scheduled run {run['dag_run_id']} loaded chunks: {states}"
         )
     assert clickhouse_counts(browser_services["chdb_path"]) == {}, "rows were written into ClickHouse"
+
+    # Each run's page says what it did (issue 17, items 12 and 15): the dry run what it would load,
+    # a skipped scheduled run why. The listener's marker (a Markdown comment) is not shown.
+    notes = _notes(stack, [r["dag_run_id"] for r in runs])
+    assert notes[manual[0]["dag_run_id"]].startswith("Dry run of ["), notes
+    for run in other:
+        assert notes[run["dag_run_id"]].startswith("Scheduled loads are off until "), notes
+    ui.goto(f"/dags/{DAG_ID}/runs/{quote(manual[0]['dag_run_id'], safe='')}")
+    page_note = ui.page.get_by_text("Dry run of [").first
+    page_note.wait_for(timeout=30_000)
+    ui.shot("run-note")
+    body = ui.page.inner_text("body")
+    assert "would load" in body and "[//]" not in body and "airflow-backfill-provider)" not in body
+
+
+def _notes(stack, run_ids: list[str]) -> dict[str, str]:
+    """Each run's note, once the scheduler has written it (with the run's state, or a loop later)."""
+    deadline = time.monotonic() + 60
+    while True:
+        notes = {r["dag_run_id"]: r["note"] for r in _runs(stack) if r["dag_run_id"] in run_ids}
+        if all(notes.values()) or time.monotonic() > deadline:
+            return notes
+        time.sleep(1)
