@@ -80,6 +80,8 @@ def missing_workflow_backfill():
         interval_start="{{ params.interval_start or '' }}",
         interval_end="{{ params.interval_end or '' }}",
         temporal_conn_id=SETTINGS.temporal_conn_id,
+        # Off: an interval older than the namespace's retention is refused, dry run or not.
+        allow_beyond_retention="{{ params.allow_beyond_retention }}",
     )
     backfill = TemporalBackfillGapsOperator(
         task_id="backfill",

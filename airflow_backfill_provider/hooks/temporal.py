@@ -31,6 +31,7 @@ from airflow_backfill_provider.temporal.errors import (
 )
 from airflow_backfill_provider.temporal.records import execution_to_dict, read_history_points
 from airflow_backfill_provider.temporal.start import start_workflow
+from airflow_backfill_provider.workflows.retention import format_retention
 from airflow_backfill_provider.workflows.status import WorkflowStatus
 
 if TYPE_CHECKING:
@@ -339,23 +340,43 @@ class TemporalHook(BaseHook):
 
     get_result = blocking(aget_result)
 
-    # -- connection test ------------------------------------------------------------------------
+    # -- the namespace --------------------------------------------------------------------------
 
     @translates_rpc_errors
-    async def _adescribe_namespace(self) -> str:
+    async def adescribe_namespace(self) -> dict[str, Any]:
+        """The hook's namespace: ``{"namespace", "retention", "state"}``.
+
+        ``retention`` is how long Temporal keeps a closed execution (a ``timedelta``, ``None`` if the
+        namespace reports none); ``state`` is ``Registered``, ``Deprecated`` or ``Deleted``.
+        """
+        from temporalio.api.enums.v1 import NamespaceState
         from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 
         client = await self.aget_client()
-        await client.workflow_service.describe_namespace(
+        response = await client.workflow_service.describe_namespace(
             DescribeNamespaceRequest(namespace=client.namespace), timeout=self.rpc_timeout
         )
-        return client.namespace
+        config = response.config
+        return {
+            "namespace": client.namespace,
+            "retention": config.workflow_execution_retention_ttl.ToTimedelta()
+            if config.HasField("workflow_execution_retention_ttl")
+            else None,
+            "state": NamespaceState.Name(response.namespace_info.state)
+            .removeprefix("NAMESPACE_STATE_")
+            .capitalize(),
+        }
+
+    describe_namespace = blocking(adescribe_namespace)
+
+    # -- connection test ------------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
         """Connect and describe the namespace: proves address, TLS, credentials and namespace."""
         try:
-            namespace = self._sync(self._adescribe_namespace)
+            described = self._sync(self.adescribe_namespace)
         except Exception as err:
             return False, untransient(f"{type(err).__name__}: {err}", self.temporal_conn_id)
-        target = self._client_kwargs["target_host"]
-        return True, f"Connected to Temporal at {target}, namespace {namespace!r}"
+        target, retention = self._client_kwargs["target_host"], described["retention"]
+        keeps = f", which keeps closed workflows for {format_retention(retention)}" if retention else ""
+        return True, f"Connected to Temporal at {target}, namespace {described['namespace']!r}{keeps}"

@@ -10,10 +10,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseHook, BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_backfill_provider.exceptions import ConfigurationError, fail_without_retry
+from airflow_backfill_provider.exceptions import ConfigurationError, fail_without_retry, missing_connection
 from airflow_backfill_provider.hooks.temporal import TemporalHook
 from airflow_backfill_provider.operators.temporal import _seconds
 from airflow_backfill_provider.settings.schedule import last_complete_interval
@@ -28,8 +28,9 @@ from airflow_backfill_provider.workflows.classify import (
 from airflow_backfill_provider.workflows.requests import (
     BACKFILL_REQUEST_COLUMNS,
     backfill_requests_ddl,
-    request_id,
+    request_row,
 )
+from airflow_backfill_provider.workflows.retention import OVERRIDE, check_retention
 from airflow_backfill_provider.workflows.spec import (
     WorkflowSpec,
     parse_specs,
@@ -52,13 +53,18 @@ class TemporalFindWorkflowGapsOperator(BaseOperator):
     long, failed, timed out, terminated, canceled, missing). Gaps carry their replacement id and
     arguments. Returns one entry per spec (XCom), ready for :class:`TemporalBackfillGapsOperator`.
 
+    An interval that starts before now minus the namespace's retention is refused: Temporal may have
+    deleted executions of it that completed, and they would look missing.
+
     :param spec: the spec document (object, list, ``{"workflows": [...]}`` or JSON). (templated)
     :param interval_start: default the run's ``data_interval_start``. (templated)
     :param interval_end: default the run's ``data_interval_end``. (templated)
     :param temporal_conn_id: Airflow connection of type ``temporal``.
+    :param allow_beyond_retention: check such an interval anyway, with a warning: a key whose
+        executions Temporal deleted is then classified missing. (templated)
     """
 
-    template_fields: Sequence[str] = ("spec", "interval_start", "interval_end")
+    template_fields: Sequence[str] = ("spec", "interval_start", "interval_end", "allow_beyond_retention")
     template_fields_renderers = {"spec": "json"}
 
     def __init__(
@@ -68,6 +74,7 @@ class TemporalFindWorkflowGapsOperator(BaseOperator):
         interval_start: str | datetime | None = None,
         interval_end: str | datetime | None = None,
         temporal_conn_id: str = TemporalHook.default_conn_name,
+        allow_beyond_retention: bool | str = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -75,16 +82,22 @@ class TemporalFindWorkflowGapsOperator(BaseOperator):
         self.interval_start = interval_start
         self.interval_end = interval_end
         self.temporal_conn_id = temporal_conn_id
+        self.allow_beyond_retention = allow_beyond_retention
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         with fail_without_retry():
             specs = parse_specs(self.spec)
             start, end = self._interval(context)
+            allow = as_bool(self.allow_beyond_retention, OVERRIDE)
         now = datetime.now(timezone.utc)
         entries = []
         for spec in specs:
             hook = TemporalHook(self.temporal_conn_id, namespace=spec.namespace)
-            with fail_without_retry():
+            with fail_without_retry():  # also a missing connection, and an interval beyond retention
+                retention = hook.describe_namespace()["retention"]
+                beyond = check_retention(spec.label, hook.namespace, start, end, now, retention, allow)
+                if beyond:
+                    self.log.warning("%s", beyond)
                 reports = self._classify(hook, spec, start, end, now)
             counts = count_classes(reports)
             self.log.info(
@@ -108,6 +121,8 @@ class TemporalFindWorkflowGapsOperator(BaseOperator):
                     "interval_end": end.isoformat(),
                     "execution_timeout": _secs(spec.execution_timeout),
                     "run_timeout": _secs(spec.run_timeout),
+                    "retention_seconds": _secs(retention),
+                    "beyond_retention": beyond is not None,
                     "counts": counts,
                     "keys": [self._with_args(spec, r, start, end) for r in reports],
                 }
@@ -236,6 +251,7 @@ class TemporalBackfillGapsOperator(BaseOperator):
         self.log.info(
             "%s", "Dry run: nothing will be started or recorded." if dry_run else "Starting replacements."
         )
+        self._require_connections(dry_run)
         todo, exhausted = [], []
         for entry in self.gaps or []:
             for data in entry["keys"]:
@@ -273,7 +289,7 @@ class TemporalBackfillGapsOperator(BaseOperator):
                 )
                 out["would_start"].append(r.replacement_workflow_id)
             return out
-        rows = []
+        rows, ti = [], context["ti"]
         for entry, r, args in todo:
             try:
                 res = self._start(context, entry, r, args)
@@ -290,7 +306,7 @@ class TemporalBackfillGapsOperator(BaseOperator):
                 r.resource_id,
                 r.classification,
             )
-            rows.append(self._row(context, entry, r, res["run_id"]))
+            rows.append(request_row(entry, r, res["run_id"], dag_id=ti.dag_id, run_id=ti.run_id))
         out["recorded"] = self._record(rows)
         if out["errors"]:
             raise AirflowException(
@@ -298,6 +314,19 @@ class TemporalBackfillGapsOperator(BaseOperator):
                 f"started and recorded; a retry re-attaches to them): {out['errors'][:3]}"
             )
         return out
+
+    def _require_connections(self, dry_run: bool) -> None:
+        """A missing connection fails a real run at once, before anything is started (a replacement
+        started, then not recorded, was retried as if ClickHouse were down); a dry run warns."""
+        for conn_id in (self.temporal_conn_id, self.clickhouse_conn_id):
+            try:
+                BaseHook.get_connection(conn_id)
+            except Exception as err:
+                if dry_run and missing_connection(err):
+                    self.log.warning("A real run would fail: %s", missing_connection(err))
+                    continue
+                with fail_without_retry():
+                    raise
 
     def _start(self, context: Context, entry: Mapping[str, Any], r: KeyReport, args: list) -> dict[str, Any]:
         hook = self._hooks.get(entry["namespace"])
@@ -323,29 +352,6 @@ class TemporalBackfillGapsOperator(BaseOperator):
             },
             static_summary=f"Backfill of {r.expected_workflow_id} ({r.classification})",
         )
-
-    @staticmethod
-    def _row(context: Context, entry: Mapping[str, Any], r: KeyReport, run_id: str | None) -> dict[str, Any]:
-        return {
-            "request_id": request_id(entry["namespace"], r.replacement_workflow_id),
-            "namespace": entry["namespace"],
-            "workflow_type": entry["workflow_type"],
-            "spec_name": entry["spec"],
-            "resource_id": r.resource_id,
-            "interval_start": to_utc(entry["interval_start"], "interval_start"),
-            "interval_end": to_utc(entry["interval_end"], "interval_end"),
-            "expected_workflow_id": r.expected_workflow_id,
-            "previous_status": r.classification,
-            "previous_workflow_id": r.previous_workflow_id,
-            "previous_run_id": r.previous_run_id,
-            "reason": r.reason,
-            "attempt": r.attempt,
-            "replacement_workflow_id": r.replacement_workflow_id,
-            "replacement_run_id": run_id or "",
-            "dag_id": context["ti"].dag_id,
-            "dag_run_id": context["ti"].run_id,
-            "created_at": datetime.now(timezone.utc),
-        }
 
     def _record(self, rows: list[dict[str, Any]]) -> int:
         """Insert the requests not recorded yet; returns how many were new."""

@@ -53,6 +53,16 @@ def params() -> dict[str, Param]:
             "*Dry run* first.",
             section=MODE,
         ),
+        "allow_beyond_retention": Param(
+            False,
+            type="boolean",
+            title="Check intervals beyond the retention",
+            description_md="Off (the default): an interval that starts before now minus the Temporal "
+            "namespace's retention (24 h on a default dev server) is refused, in a dry run too, since "
+            "executions of it that completed may have been deleted and would look missing. On: check it "
+            "anyway, e.g. when its workflows never ran; every key Temporal no longer lists is a gap.",
+            section=MODE,
+        ),
         "interval_start": instant_param(
             "Interval start",
             "Check this interval instead of the run's data interval: its first instant (UTC unless it "

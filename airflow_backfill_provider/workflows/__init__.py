@@ -6,5 +6,6 @@ Plain Python with no Airflow or Temporal import; the hook and the operators feed
 - :mod:`.spec`: spec parsing, id templates and replacement ids;
 - :mod:`.visibility`: the visibility queries that list a spec's executions;
 - :mod:`.classify`: executions and history points to one report per key;
-- :mod:`.requests`: the ClickHouse table that records each replacement started.
+- :mod:`.requests`: the ClickHouse table that records each replacement started, and its rows;
+- :mod:`.retention`: whether the namespace's retention still keeps every execution of an interval.
 """

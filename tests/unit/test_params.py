@@ -28,7 +28,7 @@ NAMES = {
         "chunk_window", "tag_group_size", "batch_size", "dry_run", "allow_empty",
     },
     "missing_workflow_backfill": {
-        "spec", "spec_file", "dry_run", "max_starts", "interval_start", "interval_end",
+        "spec", "spec_file", "dry_run", "max_starts", "interval_start", "interval_end", "allow_beyond_retention",
     },
 }  # fmt: skip
 
