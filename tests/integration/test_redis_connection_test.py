@@ -45,13 +45,15 @@ def _connection(monkeypatch, conn_id: str, **fields):
 
 
 def test_redis_hook_has_no_test_of_its_own(redis, monkeypatch):
-    """What Test said before the plugin: the reason this plugin exists (the check below fails, and
-    the plugin steps aside, once the redis provider ships its own test)."""
-    conn = _connection(monkeypatch, "redis_plain", host="127.0.0.1", port=redis.port, password=PASSWORD)
+    """What Test said before the plugin, and says outside an api-server: the reason this plugin
+    exists (this fails, and the plugin steps aside, once the redis provider ships its own test)."""
     from airflow.providers.redis.hooks.redis import RedisHook
 
-    if "test_connection" in vars(RedisHook):
-        pytest.skip("RedisHook already has a test_connection in this process")
+    from airflow_backfill_provider.plugins import connection_test
+
+    if vars(RedisHook).get("test_connection") is connection_test._redis_hook_test_connection:
+        monkeypatch.delattr(RedisHook, "test_connection")  # the plugin's, from an earlier test
+    conn = _connection(monkeypatch, "redis_plain", host="127.0.0.1", port=redis.port, password=PASSWORD)
     assert conn.test_connection() == (
         False,
         "Hook RedisHook doesn't implement or inherit test_connection method",

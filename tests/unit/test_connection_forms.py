@@ -112,6 +112,12 @@ def test_airflow_332_refuses_port_zero_and_the_plugin_fixes_it(monkeypatch):
     from airflow_backfill_provider.plugins.connection_test import ConnectionTestPlugin, apply_port_fix
 
     monkeypatch.setattr(routes, "_same_endpoint", routes._same_endpoint)  # restored afterwards
+    from airflow.providers.redis.hooks.redis import RedisHook
+
+    # on_load also gives RedisHook a test; the attribute is put back as it was (absent) afterwards
+    monkeypatch.setattr(
+        RedisHook, "test_connection", getattr(RedisHook, "test_connection", None), raising=False
+    )
     fixed_upstream = routes._same_endpoint(0, None)
     ConnectionTestPlugin.on_load()
     same = routes._same_endpoint
