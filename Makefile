@@ -1,10 +1,11 @@
-# The README's two commands: `make demo` and `make test`. Both install what they need themselves.
+# The README's two commands: `make demo` and `make test`. Both install what they need themselves,
+# as do `make ui` and `make rows` (docs/getting-started.md).
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 UV := $(shell command -v uv 2>/dev/null)
 
-.PHONY: install system-deps demo test lint bench bench-orchestration bench-scale clean
+.PHONY: install system-deps demo ui rows test lint bench bench-orchestration bench-scale clean
 
 $(VENV)/.installed: setup.py requirements-dev.txt
 	@if [ -z "$(UV)" ]; then python3 -m pip install -q uv; fi
@@ -26,6 +27,19 @@ system-deps:
 
 demo: install
 	$(PY) scripts/demo.py
+
+# The whole Airflow UI on this machine (scheduler, api-server, dag-processor, triggerer) on the demo's
+# SQLite historian and embedded ClickHouse, with the default connections and a login; it prints the
+# URL and the login and runs until Ctrl-C. Its state stays in UI_DIR for the next start.
+UI_DIR ?= .ui
+UI_PORT ?= 8080
+ui: install
+	$(PY) -m airflow_backfill_provider.testing.local_ui --dir "$(UI_DIR)" --port $(UI_PORT) --dags-folder dags
+
+# Rows per UTC day (BY=tag: per tag) in the embedded ClickHouse of `make ui`, through the provider's hook.
+BY ?= day
+rows: install
+	@$(PY) -m airflow_backfill_provider.testing.clickhouse_rows --chdb-path "$(UI_DIR)/clickhouse" --by $(BY)
 
 # Two pytest workers (pytest-xdist), whole files each (a module's Temporal server, browser or stack
 # stays in one worker): most of the end-to-end tests' time is waiting on the scheduler and task
@@ -52,4 +66,4 @@ bench-scale: install system-deps
 	$(PY) -m scripts.bench_scale $(ARGS)
 
 clean:
-	rm -rf $(VENV) .demo .bench build *.egg-info
+	rm -rf $(VENV) .demo .ui .bench build *.egg-info

@@ -1,6 +1,7 @@
 """`make demo`: a real Airflow native backfill of a simulated historian into embedded ClickHouse.
 
-1. simulates DAYS days of TAGS tags (analog, discrete, string, Sys*, hostile names) into SQLite;
+1. simulates the demo history (``simulator.demo_config()``: 3 days of 36 tags, analog, discrete,
+   string, Sys*, hostile names) into SQLite;
 2. runs ``airflow backfill create --dag-id wonderware_backfill`` with the scheduler and the task
    execution API, LocalExecutor with parallel task processes, into embedded ClickHouse (chdb);
 3. prints source rows vs ClickHouse rows per interval; the last line is one JSON object.
@@ -15,7 +16,7 @@ import json
 import shutil
 import sys
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from airflow_backfill_provider.testing.counts import clickhouse_counts, source_days
@@ -23,9 +24,6 @@ from airflow_backfill_provider.testing.stack import AirflowStack, backfill_args,
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"
-START = datetime(2025, 1, 1)
-DAYS = 3
-TAGS = 36
 DAG_ID = "wonderware_backfill"
 
 
@@ -40,26 +38,14 @@ def main() -> int:
     historian_url = f"sqlite:///{DEMO / 'historian.db'}"
     chdb_path = DEMO / "clickhouse"
 
-    from airflow_backfill_provider.testing.simulator import SimulatorConfig, simulate
+    from airflow_backfill_provider.testing.simulator import DEMO_DAYS, DEMO_START, demo_config, simulate
 
-    sim = simulate(
-        historian_url,
-        SimulatorConfig(
-            start=START,
-            end=START + timedelta(days=DAYS),
-            tags=TAGS,
-            rate=30,
-            seed=2025,
-            boundary_every=timedelta(days=1),
-            hostile_tags=True,
-        ),
-        replace=True,
-    )
+    sim = simulate(historian_url, demo_config(), replace=True)
     say(
         f"Simulated {sim.total_rows:,} History rows of {sum(sim.tags.values())} tags {sim.tags} in {sim.seconds:.1f}s"
     )
 
-    first_day, last_day = START.date(), (START + timedelta(days=DAYS - 1)).date()
+    first_day, last_day = DEMO_START.date(), (DEMO_START + timedelta(days=DEMO_DAYS - 1)).date()
     stack = AirflowStack(
         home=DEMO / "airflow",
         dags_folder=ROOT / "dags",
@@ -74,8 +60,10 @@ def main() -> int:
     say("$ airflow " + " ".join(backfill))
     stack.cli(*backfill)
     with stack.running():
-        say(f"Scheduler and execution API up (parallelism {stack.parallelism}); waiting for {DAYS} runs …")
-        runs = stack.wait_for_runs(DAG_ID, expected=DAYS, timeout=480)
+        say(
+            f"Scheduler and execution API up (parallelism {stack.parallelism}); waiting for {DEMO_DAYS} runs …"
+        )
+        runs = stack.wait_for_runs(DAG_ID, expected=DEMO_DAYS, timeout=480)
     chunk_seconds = sum(stack.task_durations(DAG_ID, "fetch_insert"))
 
     src, dst = source_days(historian_url), clickhouse_counts(chdb_path, by="day")

@@ -14,7 +14,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow_backfill_provider.historian.queries import history_tables
 from airflow_backfill_provider.testing.generation import (
@@ -36,11 +36,14 @@ __all__ = [
     "DEFAULT_MIX",
     "HOSTILE_TAG_NAMES",
     "SIMULATED_TYPES",
+    "DEMO_DAYS",
+    "DEMO_START",
     "STRING_STATES",
     "SYSTEM_TAGS",
     "SimTag",
     "SimulationSummary",
     "SimulatorConfig",
+    "demo_config",
     "history_tables",
     "iter_history_batches",
     "main",
@@ -50,6 +53,26 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# The history of `make demo` and `make ui`: three UTC days from 1 January 2025.
+DEMO_START = datetime(2025, 1, 1)
+DEMO_DAYS = 3
+
+
+def demo_config() -> SimulatorConfig:
+    """What `make demo` and `make ui` simulate, the history docs/getting-started.md counts: 36 tags
+    (analog, discrete, string; the first three with hostile names) and 3 ``Sys*`` tags, a sample
+    every 30 s, a row per tag on every UTC midnight, over :data:`DEMO_DAYS` days from
+    :data:`DEMO_START`: 103,716 rows per day without the ``Sys*`` tags."""
+    return SimulatorConfig(
+        start=DEMO_START,
+        end=DEMO_START + timedelta(days=DEMO_DAYS),
+        tags=36,
+        rate=30,
+        seed=2025,
+        boundary_every=timedelta(days=1),
+        hostile_tags=True,
+    )
 
 
 def _naive_utc(value: str) -> datetime:

@@ -5,7 +5,9 @@ on the LocalExecutor or on the CeleryExecutor with Celery workers.
 and every task process talks to the task execution API (``airflow api-server --apps execution``).
 The demo, the orchestration bench and the native-backfill test all start Airflow through
 :class:`AirflowStack`; the browser tests start it with ``apps="all"`` (UI, REST API and execution
-API in one server) and :func:`ui_env` (every user an admin, so no login; connection Test enabled).
+API in one server) and :func:`ui_env` (every user an admin, so no login; connection Test enabled);
+``make ui`` (:mod:`airflow_backfill_provider.testing.local_ui`) starts it with a login, the
+dag-processor and the triggerer, on a port of the user's choosing.
 Verified traps (Airflow 3.3.2) it handles:
 
 * on SQLite, create the backfill before the scheduler starts (else "database is locked");
@@ -24,6 +26,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,7 +40,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from airflow_backfill_provider.testing.services import free_port, wait_http, wait_port
+from airflow_backfill_provider.testing.services import free_port
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 EXECUTORS = ("LocalExecutor", "CeleryExecutor")
@@ -45,11 +48,27 @@ EXECUTORS = ("LocalExecutor", "CeleryExecutor")
 WORKER_HOSTNAME_VARIABLE = "ABP_WORKER_HOSTNAME"
 
 
+class ApiError(RuntimeError):
+    """An HTTP error answer of the api-server's REST API, with its status code."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class PortInUseError(RuntimeError):
+    """The api-server's port is taken by another process."""
+
+
+def port_in_use(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:``port``."""
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def worker_hostname() -> str:
     """``[core] hostname_callable`` of the stack's Celery workers: the host name each worker was
     given (several workers share this machine; on separate hosts the machine's name would do)."""
-    import socket
-
     return os.environ.get(WORKER_HOSTNAME_VARIABLE) or socket.getfqdn()
 
 
@@ -125,6 +144,11 @@ class AirflowStack:
         :meth:`prepare` serialized, which is all a test of fixed DAG files needs
     :param triggerer: also run ``airflow triggerer`` (without its log server), which deferrable
         tasks need: without one, a deferred task never resumes
+    :param api_port: the api-server's port on 127.0.0.1 (default: a free one); :meth:`running`
+        refuses to start when another process holds it
+    :param base_env: the environment the components start from (default: this process's), under
+        the stack's own settings and ``extra_env``
+    :param startup_timeout: seconds the api-server may take to answer
     """
 
     home: Path
@@ -139,6 +163,9 @@ class AirflowStack:
     broker_url: str | None = None
     celery_workers: tuple[str, ...] = ("worker-a", "worker-b")
     worker_concurrency: int = 2
+    api_port: int | None = None
+    base_env: Mapping[str, str] | None = None
+    startup_timeout: float = 90.0
     procs: list[subprocess.Popen] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -148,9 +175,10 @@ class AirflowStack:
             raise ValueError("the CeleryExecutor needs a metadata_url (a database server) and a broker_url")
         self.home.mkdir(parents=True, exist_ok=True)
         self._token: str | None = None
-        self.api_port = free_port()
+        if self.api_port is None:
+            self.api_port = free_port()
         self.env = {
-            **os.environ,
+            **(os.environ if self.base_env is None else self.base_env),
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -225,6 +253,11 @@ class AirflowStack:
     def running(self):
         """The api-server, the scheduler, the Celery workers (CeleryExecutor), the dag-processor and
         the triggerer (if asked), stopped (as process groups) on exit."""
+        if port_in_use(self.api_port):
+            raise PortInUseError(
+                f"127.0.0.1:{self.api_port} is already in use (another Airflow?): stop what holds it, "
+                "or give the api-server another port."
+            )
         try:
             self._spawn(
                 "api-server", "api-server", "--apps", self.apps, "--host", "127.0.0.1", "--port", str(self.api_port)
@@ -232,10 +265,7 @@ class AirflowStack:
             if self.executor == "CeleryExecutor":
                 # Up while the api-server starts, and both ready to take tasks before any is queued.
                 self._spawn_celery_workers()
-            wait_port(self.api_port, 90)
-            if self.apps != "execution":
-                # The port opens before the app has loaded the UI and the auth manager.
-                wait_http(f"{self.url}/api/v2/monitor/health", 90)
+            self._wait_api_server()
             self._spawn("scheduler", "scheduler")
             if self.dag_processor:
                 self._spawn("dag-processor", "dag-processor")
@@ -245,10 +275,42 @@ class AirflowStack:
         finally:
             self.stop()
 
+    def _wait_api_server(self) -> None:
+        """Until the api-server answers: its port, and with the UI its health endpoint too (the
+        port opens before the app has loaded the UI and the auth manager). Raise, naming the log,
+        as soon as it exits, or after :attr:`startup_timeout`."""
+        health = f"{self.url}/api/v2/monitor/health"
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            self.check_alive()
+            if port_in_use(self.api_port):
+                if self.apps == "execution":
+                    return
+                try:
+                    with urllib.request.urlopen(health, timeout=5) as response:
+                        if response.status == 200:
+                            return
+                except OSError:  # URLError and HTTPError are OSErrors: not ready yet
+                    pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"the api-server did not answer on {self.url} within {self.startup_timeout:.0f}s; "
+                    f"see {self.home / 'api-server.log'}"
+                )
+            time.sleep(0.2)
+
     def token(self) -> str:
-        """A JWT for the REST API (``apps="all"`` with :func:`ui_env`: every user is an admin)."""
+        """A JWT for the REST API: the one :meth:`login` got, else (``apps="all"`` with
+        :func:`ui_env`, every user an admin) one asked for without a login."""
         if self._token is None:
             self._token = self.api("GET", "/auth/token", token=None)["access_token"]
+        return self._token
+
+    def login(self, username: str, password: str) -> str:
+        """Log in through the REST API (``POST /auth/token``); later calls of :meth:`api` use the
+        token. Raise :class:`ApiError` (401) for a wrong login."""
+        body = {"username": username, "password": password}
+        self._token = self.api("POST", "/auth/token", body, token=None)["access_token"]
         return self._token
 
     def api(self, method: str, path: str, body: object = None, token: str | None = "auto") -> dict:
@@ -263,7 +325,9 @@ class AirflowStack:
             with urllib.request.urlopen(request, timeout=60) as response:
                 raw = response.read()
         except urllib.error.HTTPError as err:
-            raise RuntimeError(f"{method} {path}: HTTP {err.code}: {err.read().decode()[:2000]}") from err
+            raise ApiError(
+                f"{method} {path}: HTTP {err.code}: {err.read().decode()[:2000]}", err.code
+            ) from err
         return json.loads(raw) if raw else {}
 
     def stop(self) -> None:

@@ -36,6 +36,15 @@ class UIConnection:
         }
 
 
+def local_connections(*, historian_url: str, chdb_path: str) -> list[UIConnection]:
+    """The two default connections of a local installation (``make ui``, the browser tests): the
+    historian at a SQLAlchemy URL (the demo's SQLite) and embedded ClickHouse in ``chdb_path``."""
+    return [
+        UIConnection("wonderware_default", "wonderware", extra={"sqlalchemy_dsn": historian_url}),
+        UIConnection("clickhouse_default", "chdb", extra={"chdb_path": chdb_path}),
+    ]
+
+
 def kube_config(server: str, token: str, client_key: str) -> dict:
     """A kube config whose current user signs in with a token; another user has a client key
     (``load_kube_config`` reads only the current context's user)."""
@@ -102,8 +111,7 @@ def documented_connections(
             secrets=(kube_token, kube_key),
             test_succeeds=False,
         ),
-        UIConnection("wonderware_default", "wonderware", extra={"sqlalchemy_dsn": historian_url}),
-        UIConnection("clickhouse_default", "chdb", extra={"chdb_path": chdb_path}),
+        *local_connections(historian_url=historian_url, chdb_path=chdb_path),
         UIConnection(
             "temporal_default",
             "temporal",
