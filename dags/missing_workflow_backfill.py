@@ -30,7 +30,7 @@ from airflow_backfill_provider.operators.workflow_backfill import (
 from airflow_backfill_provider.params.missing_workflow_backfill import (
     params as missing_workflow_backfill_params,
 )
-from airflow_backfill_provider.settings import MissingWorkflowBackfillSettings
+from airflow_backfill_provider.settings.missing_workflow_backfill import MissingWorkflowBackfillSettings
 from airflow_backfill_provider.tasks import missing_workflow_backfill as steps
 from airflow_backfill_provider.tasks.runs import RunInfo
 

@@ -21,10 +21,9 @@ from datetime import timedelta
 
 from airflow.sdk import Asset, CronDataIntervalTimetable, TriggerRule, dag, task
 
-from airflow_backfill_provider.hooks.wonderware import WonderwareHook
 from airflow_backfill_provider.operators.wonderware import WonderwareToClickHouseOperator
 from airflow_backfill_provider.params.wonderware_backfill import params as wonderware_backfill_params
-from airflow_backfill_provider.settings import WonderwareBackfillSettings
+from airflow_backfill_provider.settings.wonderware_backfill import WonderwareBackfillSettings
 from airflow_backfill_provider.tasks import wonderware_backfill as steps
 from airflow_backfill_provider.tasks.runs import RunInfo
 
@@ -59,6 +58,10 @@ HISTORY_ASSET = Asset(name=SETTINGS.asset_name, uri=SETTINGS.asset_uri)
 def wonderware_backfill():
     @task
     def discover(params=None, dag_run=None) -> list[str]:
+        # Imported here, not at the top: parsing this file (the dag processor, and every task
+        # process before it runs) needs no driver (docs/performance.md, "Task start-up").
+        from airflow_backfill_provider.hooks.wonderware import WonderwareHook
+
         return steps.discover(
             WonderwareHook(wonderware_conn_id=SETTINGS.wonderware_conn_id),
             params,

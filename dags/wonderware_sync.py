@@ -24,19 +24,19 @@ from datetime import datetime, timedelta, timezone
 from airflow.sdk import CronTriggerTimetable, dag, task
 
 from airflow_backfill_provider.exceptions import fail_without_retry
-from airflow_backfill_provider.hooks.airflow_api import AirflowApiHook
-from airflow_backfill_provider.hooks.clickhouse import ClickHouseBackfillHook
-from airflow_backfill_provider.hooks.clickhouse_sync import ClickHouseSyncTarget
-from airflow_backfill_provider.hooks.tag_cache import TagCache
-from airflow_backfill_provider.hooks.wonderware import WonderwareHook
-from airflow_backfill_provider.settings import WonderwareSyncSettings
+from airflow_backfill_provider.settings.wonderware_sync import WonderwareSyncSettings
 from airflow_backfill_provider.tasks import wonderware_sync as steps
 
 SETTINGS = WonderwareSyncSettings.from_env()
 steps.require_prerequisites(SETTINGS)
 
 
-def _target() -> ClickHouseSyncTarget:
+# The hooks are imported in the tasks that use them: parsing this file (the dag processor, and
+# every task process before it runs) imports no driver (docs/performance.md, "Task start-up").
+def _target():
+    from airflow_backfill_provider.hooks.clickhouse import ClickHouseBackfillHook
+    from airflow_backfill_provider.hooks.clickhouse_sync import ClickHouseSyncTarget
+
     return ClickHouseSyncTarget(ClickHouseBackfillHook(SETTINGS.clickhouse_conn_id), SETTINGS.table)
 
 
@@ -62,6 +62,9 @@ def _target() -> ClickHouseSyncTarget:
 def wonderware_sync():
     @task(execution_timeout=timedelta(minutes=10))
     def sync(run_id=None) -> dict:
+        from airflow_backfill_provider.hooks.tag_cache import TagCache
+        from airflow_backfill_provider.hooks.wonderware import WonderwareHook
+
         with fail_without_retry():  # a missing connection fails at once, naming it
             source = WonderwareHook(wonderware_conn_id=SETTINGS.wonderware_conn_id)
             cache = TagCache(SETTINGS.redis_conn_id, SETTINGS.tag_cache_key, SETTINGS.tag_cache_ttl)
@@ -69,6 +72,8 @@ def wonderware_sync():
 
     @task
     def retroactive(summary: dict, run_id=None) -> dict:
+        from airflow_backfill_provider.hooks.airflow_api import AirflowApiHook
+
         with fail_without_retry():
             target = _target()
             api = AirflowApiHook(SETTINGS.airflow_api_conn_id) if SETTINGS.retroactive else None

@@ -15,7 +15,10 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
 from airflow_backfill_provider.historian.schema import (
+    DEFAULT_TIME_ZONE,
+    DEFAULT_VERSION,
     HISTORY_COLUMNS,
+    MAX_TAGS_PER_QUERY,
     TAGREF_COLUMNS,
     Column,
     arrow_history_schema,
@@ -37,10 +40,6 @@ RETRIEVAL_MODE = "Full"
 # initial value). The exclusive `DateTime > start` returns no initial value but would lose that row.
 INITIAL_VALUE_QUALITY = 133
 NO_DATA_QUALITY_DETAIL = 65536
-DEFAULT_VERSION = "Latest"
-DEFAULT_TIME_ZONE = "UTC"
-# SQL Server accepts at most 2,100 parameters per statement; each tag is one.
-MAX_TAGS_PER_QUERY = 2000
 
 
 def history_tables(
@@ -250,17 +249,19 @@ def window_params(
     as ``IN`` would)."""
     import pyarrow as pa
 
+    from airflow_backfill_provider.historian.arrow_arrays import arrow_array
+
     check_tags(tags)
     unique = list(dict.fromkeys(tags))
     n = len(unique)
     ts = pa.timestamp("us")
     return pa.table(
         {
-            "TagName": pa.array(unique, pa.string()),
-            "WindowStart": pa.array([naive_utc(start)] * n, ts),
-            "WindowEnd": pa.array([naive_utc(end)] * n, ts),
-            "Version": pa.array([version or None] * n, pa.string()),
-            "TimeZone": pa.array([time_zone or None] * n, pa.string()),
+            "TagName": arrow_array(unique, pa.string()),
+            "WindowStart": arrow_array([naive_utc(start)] * n, ts),
+            "WindowEnd": arrow_array([naive_utc(end)] * n, ts),
+            "Version": arrow_array([version or None] * n, pa.string()),
+            "TimeZone": arrow_array([time_zone or None] * n, pa.string()),
         }
     )
 

@@ -234,6 +234,8 @@ def _iter_postgresql(url, historian, tags, start, end, batch_size, columns, opti
 
 def _iter_sqlite(url, historian, tags, start, end, batch_size, columns, options):
     import adbc_driver_sqlite
+
+    from airflow_backfill_provider.historian.arrow_arrays import arrow_array, arrow_type_of
     import pyarrow as pa
     import sqlalchemy as sa
     from sqlalchemy.dialects import sqlite
@@ -249,7 +251,9 @@ def _iter_sqlite(url, historian, tags, start, end, batch_size, columns, options)
     stmt = sa.union_all(type_row, stmt)
     compiled = stmt.compile(dialect=sqlite.dialect(), compile_kwargs={"render_postcompile": True})
     values = [_sqlite_value(compiled.params[name]) for name in compiled.positiontup]
-    bind = pa.record_batch([pa.array([v]) for v in values], names=[f"p{i}" for i in range(len(values))])
+    bind = pa.record_batch(
+        [arrow_array([v], arrow_type_of(v)) for v in values], names=[f"p{i}" for i in range(len(values))]
+    )
     with (
         _connect(adbc_driver_sqlite.connect, path) as conn,
         closing(

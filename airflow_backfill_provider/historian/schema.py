@@ -16,6 +16,16 @@ from dataclasses import dataclass
 from airflow_backfill_provider.exceptions import ConfigurationError
 from airflow_backfill_provider.utils import quote_identifier
 
+# History's retrieval options when a load sets none (why: historian/queries.py): the newest version
+# of revised values, instants in UTC.
+DEFAULT_VERSION = "Latest"
+DEFAULT_TIME_ZONE = "UTC"
+# Rows per Arrow batch read from History: large enough for the readers' speed, small enough that a
+# batch of all 33 columns stays a few tens of MB.
+DEFAULT_BATCH_SIZE = 50_000
+# SQL Server accepts at most 2,100 parameters per statement; each tag of a History query is one.
+MAX_TAGS_PER_QUERY = 2000
+
 # A column's kind decides its type in every system. "datetime" values are UTC instants.
 KINDS = ("datetime", "str", "float", "int")
 

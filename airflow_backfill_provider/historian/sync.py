@@ -27,7 +27,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow_backfill_provider.exceptions import ConfigurationError
-from airflow_backfill_provider.historian.queries import MAX_TAGS_PER_QUERY
+from airflow_backfill_provider.historian.schema import MAX_TAGS_PER_QUERY
 from airflow_backfill_provider.utils import check_identifier, parse_duration, quote_identifier, to_utc
 
 DEFAULT_LOOKBACK = timedelta(minutes=10)

@@ -13,6 +13,7 @@ from airflow_backfill_provider.exceptions import ConfigurationError, SourceUnava
 from airflow_backfill_provider.historian.planning import select_tags
 from airflow_backfill_provider.historian.queries import Historian, rows_to_batch
 from airflow_backfill_provider.historian.schema import (
+    DEFAULT_BATCH_SIZE,
     DEFAULT_TAG_TYPES,
     arrow_history_schema,
     history_columns,
@@ -54,7 +55,6 @@ __all__ = [
     "retry_policy_from_extra",
 ]
 
-DEFAULT_BATCH_SIZE = 50_000
 # Connections the Arrow reader opens per chunk on PostgreSQL, each reading a share of the tags: the
 # CSV is parsed outside the GIL, so streams can use several cores, at a few MB and one more source
 # backend each; on 2 cores, where PostgreSQL needs one of them, it does not pay.

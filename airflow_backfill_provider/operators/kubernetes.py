@@ -11,7 +11,6 @@ from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_backfill_provider.exceptions import fail_without_retry
-from airflow_backfill_provider.hooks.kubernetes import KubernetesJobsClient
 from airflow_backfill_provider.kubernetes.errors import KubernetesApiError
 from airflow_backfill_provider.kubernetes.logs import (
     DEFAULT_FIELDS,
@@ -31,6 +30,7 @@ from airflow_backfill_provider.triggers.kubernetes import KubernetesJobCompleteT
 from airflow_backfill_provider.utils import as_bool
 
 if TYPE_CHECKING:
+    from airflow_backfill_provider.hooks.kubernetes import KubernetesJobsClient
     import re
 
     from airflow.sdk import Context
@@ -142,6 +142,8 @@ class KubernetesJobFromCronJobOperator(BaseOperator):
     # -- helpers --------------------------------------------------------------------------------
 
     def _client(self) -> KubernetesJobsClient:
+        from airflow_backfill_provider.hooks.kubernetes import KubernetesJobsClient
+
         return KubernetesJobsClient(
             self.kubernetes_conn_id, namespace=self.namespace or None, cluster=self.cluster or None
         )

@@ -8,17 +8,18 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_backfill_provider.exceptions import ConfigurationError, fail_without_retry
-from airflow_backfill_provider.historian.queries import (
+
+# Light imports only: every task process of a DAG using this operator imports it while parsing the
+# DAG file. The hooks (SQLAlchemy, the mssql provider, pyarrow, ClickHouse) are imported in execute.
+from airflow_backfill_provider.historian.schema import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_TABLE,
     DEFAULT_TIME_ZONE,
     DEFAULT_VERSION,
-)
-from airflow_backfill_provider.historian.schema import (
-    DEFAULT_TABLE,
     HISTORY_COLUMNS,
     column_names,
     history_columns,
 )
-from airflow_backfill_provider.hooks.wonderware import DEFAULT_BATCH_SIZE
 from airflow_backfill_provider.utils import as_bool, check_identifier, to_utc
 
 if TYPE_CHECKING:

@@ -6,14 +6,28 @@
 
 from __future__ import annotations
 
-from airflow_backfill_provider.settings.k8s_job_backfill import K8sJobBackfillSettings
-from airflow_backfill_provider.settings.missing_workflow_backfill import MissingWorkflowBackfillSettings
-from airflow_backfill_provider.settings.wonderware_backfill import WonderwareBackfillSettings
-from airflow_backfill_provider.settings.wonderware_sync import WonderwareSyncSettings
+from importlib import import_module
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "K8sJobBackfillSettings",
-    "MissingWorkflowBackfillSettings",
-    "WonderwareBackfillSettings",
-    "WonderwareSyncSettings",
-]
+# Each DAG file imports its own settings module; the names here are imported on first use, so
+# parsing one DAG never imports (and validates) the other DAGs' settings.
+_MODULES = {
+    "K8sJobBackfillSettings": "k8s_job_backfill",
+    "MissingWorkflowBackfillSettings": "missing_workflow_backfill",
+    "WonderwareBackfillSettings": "wonderware_backfill",
+    "WonderwareSyncSettings": "wonderware_sync",
+}
+
+if TYPE_CHECKING:
+    from airflow_backfill_provider.settings.k8s_job_backfill import K8sJobBackfillSettings
+    from airflow_backfill_provider.settings.missing_workflow_backfill import MissingWorkflowBackfillSettings
+    from airflow_backfill_provider.settings.wonderware_backfill import WonderwareBackfillSettings
+    from airflow_backfill_provider.settings.wonderware_sync import WonderwareSyncSettings
+
+__all__ = list(_MODULES)
+
+
+def __getattr__(name: str):
+    if name not in _MODULES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_MODULES[name]}"), name)

@@ -12,7 +12,6 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
 from airflow_backfill_provider.exceptions import ConfigurationError, fail_without_retry
-from airflow_backfill_provider.hooks.kubernetes import missing_connection
 from airflow_backfill_provider.kubernetes import config as backfill_config
 from airflow_backfill_provider.settings.k8s_job_backfill import START_DATE_VARIABLE, K8sJobBackfillSettings
 from airflow_backfill_provider.tasks.runs import (
@@ -147,6 +146,8 @@ def check_connections(targets: Sequence[backfill_config.Target], exists: Any) ->
         seen.add(t.cluster)
         for conn_id, kind in ((t.kubernetes_conn_id, "kubernetes"), (t.temporal_conn_id, "temporal")):
             if not exists(conn_id):
+                from airflow_backfill_provider.hooks.kubernetes import missing_connection
+
                 raise missing_connection(conn_id, t.cluster, kind)
 
 

@@ -27,8 +27,6 @@ from airflow_backfill_provider.historian.retroactive import (
     request_id,
     tag_run_conf,
 )
-from airflow_backfill_provider.historian.sync_transfer import sync_once
-from airflow_backfill_provider.hooks.airflow_api import AirflowApiError
 from airflow_backfill_provider.settings.schedule import interval_start
 from airflow_backfill_provider.tasks.runs import note_on_run
 from airflow_backfill_provider.utils import iso
@@ -68,6 +66,8 @@ def sync(
     horizon: datetime | None = None,
 ) -> dict[str, Any]:
     """One sync run up to ``horizon`` (default: now); its summary, also logged and sent as metrics."""
+    from airflow_backfill_provider.historian.sync_transfer import sync_once
+
     started = time.monotonic()
     tags = tag_list(source, cache, settings.tag_types)
     horizon = horizon or datetime.now(timezone.utc).replace(microsecond=0)
@@ -287,6 +287,8 @@ def retroactive_columns(
     the sync's fence). Airflow allows one backfill of a DAG at a time: while another runs, the
     request stays pending for the next sync run.
     """
+    from airflow_backfill_provider.hooks.airflow_api import AirflowApiError
+
     out = []
     now = now or datetime.now(timezone.utc)
     for request, names in pending_requests(target.known(COLUMN)).items():
