@@ -1,7 +1,8 @@
 """
 Wonderware / AVEVA Historian → ClickHouse backfill, one DAG run per data interval.
 
-`discover` ──► `plan` ──► `fetch_insert` (mapped: one task instance per chunk) ──► `finalize`
+`plan` (tags from TagRef × the window, in chunks) ──► `fetch_insert` (mapped: one task instance per
+chunk) ──► `finalize`
 
 Every run replaces exactly its own window in ClickHouse, so re-runs and retries never duplicate.
 Drive it with `airflow backfill create --dag-id wonderware_backfill --from-date … --to-date …`
@@ -9,7 +10,7 @@ Drive it with `airflow backfill create --dag-id wonderware_backfill --from-date 
 Trigger form's Params), or with catchup from `WONDERWARE_BACKFILL_START_DATE`.
 
 Safe by default: until `WONDERWARE_BACKFILL_START_DATE` is set there is no catchup, and the runs
-the scheduler makes load nothing (their `discover` task is skipped and says why).
+the scheduler makes load nothing (their `plan` task is skipped and says why).
 
 Deployment settings (environment variables), Params and operations:
 [docs/wonderware-backfill.md](https://github.com/airflow-backfill-provider/airflow-backfill-provider/blob/main/docs/wonderware-backfill.md) of airflow-backfill-provider.
@@ -57,21 +58,19 @@ HISTORY_ASSET = Asset(name=SETTINGS.asset_name, uri=SETTINGS.asset_uri)
 )
 def wonderware_backfill():
     @task
-    def discover(params=None, dag_run=None) -> list[str]:
+    def plan(params=None, dag_run=None, ti=None) -> list[dict]:
+        """The chunks of this run: the tags TagRef lists (by the Params' selection) × the window."""
         # Imported here, not at the top: parsing this file (the dag processor, and every task
         # process before it runs) needs no driver (docs/performance.md, "Task start-up").
         from airflow_backfill_provider.hooks.wonderware import WonderwareHook
 
-        return steps.discover(
+        run = RunInfo.of(dag_run, SETTINGS.schedule)
+        tags = steps.discover(
             WonderwareHook(wonderware_conn_id=SETTINGS.wonderware_conn_id),
             params,
-            RunInfo.of(dag_run, SETTINGS.schedule),
+            run,
             scheduled_loads=SETTINGS.scheduled_loads,
         )
-
-    @task
-    def plan(tags: list[str], params=None, dag_run=None, ti=None) -> list[dict]:
-        run = RunInfo.of(dag_run, SETTINGS.schedule)
         return steps.plan(
             tags,
             params,
@@ -81,7 +80,7 @@ def wonderware_backfill():
             default_interval=run.default_interval(),
         )
 
-    # Runs when chunks failed (to report them), not when discovery or planning did: nothing to report.
+    # Runs when chunks failed (to report them), not when planning did: nothing to report.
     @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS, outlets=[HISTORY_ASSET])
     def finalize(chunks: list[dict], results, params=None, ti=None, outlet_events=None) -> dict:
         return steps.finalize(
@@ -93,8 +92,7 @@ def wonderware_backfill():
             asset_event=outlet_events[HISTORY_ASSET],
         )
 
-    tags = discover()
-    chunks = plan(tags)
+    chunks = plan()
     loaded = WonderwareToClickHouseOperator.partial(
         task_id="fetch_insert",
         table=SETTINGS.table,

@@ -1,6 +1,7 @@
-"""Task logic of the ``wonderware_backfill`` DAG: discover, plan and finalize.
+"""Task logic of the ``wonderware_backfill`` DAG: the ``plan`` task (:func:`discover`, then
+:func:`plan`) and ``finalize``.
 
-``discover`` is the first task, so it also applies the run-type rules (:mod:`.runs`) and checks the
+:func:`discover` goes first, so it also applies the run-type rules (:mod:`.runs`) and checks the
 Params before the source is asked anything: a bad run fails at once, without retries.
 """
 

@@ -1,7 +1,7 @@
 """Safe by default, in the real UI: a dry run triggered from the form of a new deployment
 (``wonderware_backfill`` paused, default settings, "Unpause on trigger" as the form offers it)
 starts no load. Afterwards the REST API shows the manual dry run, no catchup of past intervals,
-and at most the one scheduled run of the latest interval, which loaded nothing (its ``discover``
+and at most the one scheduled run of the latest interval, which loaded nothing (its ``plan``
 was skipped, no chunk ran); ClickHouse holds no row.
 
 This module unpauses the DAG, so it runs after the other browser tests (file order).
@@ -84,7 +84,7 @@ def test_unpause_and_dry_run_start_no_load(ui: AirflowUI, airflow_ui_stack, brow
     assert len(other) <= 1, f"unpausing caught up {len(other)} intervals nobody asked for: {summary}"
     for run in other:
         states = _task_states(stack, run["dag_run_id"])
-        assert states.get("discover") == ["skipped"], f"scheduled run {run['dag_run_id']} ran: {states}"
+        assert states.get("plan") == ["skipped"], f"scheduled run {run['dag_run_id']} ran: {states}"
         assert not {"success", "running", "failed"} & set(states.get("fetch_insert", [])), (
             f"scheduled run {run['dag_run_id']} loaded chunks: {states}"
         )

@@ -42,7 +42,7 @@ def test_wonderware_backfill_has_real_intervals_and_catchup(monkeypatch):
     # an interval timetable: each run covers a whole day, not a zero-width instant (the plain
     # "@daily" string would); test_wonderware_backfill asserts the runs' data intervals
     assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
-    assert [t.task_id for t in dag.topological_sort()] == ["discover", "plan", "fetch_insert", "finalize"]
+    assert [t.task_id for t in dag.topological_sort()] == ["plan", "fetch_insert", "finalize"]
     assert dag.get_task("finalize").outlets  # the asset downstream transformations schedule on
     assert set(dag.params) >= {
         "range_start",
@@ -157,7 +157,6 @@ def test_settings_shape_the_dags(monkeypatch):
     # the pool caps the chunks (historian sessions) only; the cheap steps keep default_pool
     pools = {t.task_id: t.pool for t in wonderware.tasks}
     assert pools == {
-        "discover": "default_pool",
         "plan": "default_pool",
         "fetch_insert": "historian",
         "finalize": "default_pool",

@@ -76,13 +76,11 @@ def test_unpause_and_a_plain_dry_run_trigger_start_no_load(historian_server, tmp
     yesterday = (today - timedelta(days=1)).strftime("%Y-%m-%d")
     state, _, start, end = runs["scheduled"]
     assert state == "success" and str(start).startswith(yesterday)
-    assert task_states(stack, "scheduled") == dict.fromkeys(
-        ["discover", "plan", "fetch_insert", "finalize"], {"skipped"}
-    )
+    assert task_states(stack, "scheduled") == dict.fromkeys(["plan", "fetch_insert", "finalize"], {"skipped"})
     state, logical_date, start, end = runs["manual"]
     assert (state, logical_date, start) == ("success", None, None)  # no data interval of its own ...
     assert task_states(stack, "manual") == {
-        "discover": {"success"}, "plan": {"success"}, "fetch_insert": {"success"}, "finalize": {"skipped"},
+        "plan": {"success"}, "fetch_insert": {"success"}, "finalize": {"skipped"},
     }  # fmt: skip
     # ... it planned yesterday's interval (the last complete one) as a dry run
     (windows,) = stack.query(

@@ -56,16 +56,16 @@ def source(monkeypatch, chdb_path, password_historian):
         (PASSWORD, "no_such_db", "the database 'no_such_db' does not exist"),
     ],
 )
-def test_discover_fails_at_its_first_try(dagbag, source, password, database, words, capsys):
+def test_plan_fails_at_its_first_try(dagbag, source, password, database, words, capsys):
     from airflow.dag_processing.dagbag import DagBag
 
     source(password, database)
     dag = DagBag(dag_folder=dagbag.dag_folder).get_dag("wonderware_backfill")
-    assert dag.get_task("discover").retries == 1  # the conftest's setting: a retry would happen
+    assert dag.get_task("plan").retries == 1  # the conftest's setting: a retry would happen
     dr = dag.test(logical_date=pendulum.instance(JAN2))
-    (discover,) = [ti for ti in dr.get_task_instances() if ti.task_id == "discover"]
-    assert dr.state == "failed" and discover.state == "failed"
-    assert discover.try_number == 1, "a configuration error was retried"
+    (plan,) = [ti for ti in dr.get_task_instances() if ti.task_id == "plan"]
+    assert dr.state == "failed" and plan.state == "failed"
+    assert plan.try_number == 1, "a configuration error was retried"
     logged = capsys.readouterr().out
     assert words in logged and "Login, Password or Database" in logged
     assert "wrong-pw-canary" not in logged

@@ -202,7 +202,7 @@ def test_source_down_fails_clearly_and_writes_nothing(connections, dagbag, chdb_
     dr = run(dagbag, JAN2)
     assert dr.state == "failed"
     st = states(dr)
-    assert st["discover"] == ["failed"]
+    assert st["plan"] == ["failed"]
     assert st["finalize"] == ["upstream_failed"]
     assert clickhouse_counts(chdb_path) == {}
 

@@ -65,7 +65,7 @@ def test_scheduled_run_without_a_start_date_loads_nothing_and_says_why(
     with runs_of_type("scheduled", DAY1):
         dr = fresh_dag(dagbag, monkeypatch).test(logical_date=pendulum.instance(JAN1))
     assert dr.run_type == "scheduled" and (dr.data_interval_start, dr.data_interval_end) == DAY1
-    assert states(dr) == dict.fromkeys(["discover", "plan", "fetch_insert", "finalize"], ["skipped"])
+    assert states(dr) == dict.fromkeys(["plan", "fetch_insert", "finalize"], ["skipped"])
     reasons = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Scheduled loads are off")]
     assert (
         reasons
@@ -86,10 +86,10 @@ def test_explicit_range_in_a_scheduled_or_backfill_run_fails_at_once(
         dr = dag.test(logical_date=pendulum.instance(JAN1), run_conf=RANGE)
     assert dr.state == "failed"
     assert states(dr) == {
-        "discover": ["failed"], "plan": ["upstream_failed"], "fetch_insert": ["upstream_failed"],
+        "plan": ["failed"], "fetch_insert": ["upstream_failed"],
         "finalize": ["upstream_failed"],
     }  # fmt: skip
-    assert tries(dr, "discover") == [1]  # no retry: a wrong Param stays wrong
+    assert tries(dr, "plan") == [1]  # no retry: a wrong Param stays wrong
     out = capfd.readouterr()
     assert (
         f"range_start and range_end are for manual runs only, but this is a {run_type} run"
@@ -145,7 +145,7 @@ def test_a_selection_that_matches_no_tag_fails_naming_the_pattern(
     connections(source_url=url, chdb_path=chdb_path)
     dag = fresh_dag(dagbag, monkeypatch)
     dr = dag.test(logical_date=pendulum.instance(JAN2), run_conf={"tag_include": ["100%_Done [Line-1]"]})
-    assert dr.state == "failed" and states(dr)["discover"] == ["failed"] and tries(dr, "discover") == [1]
+    assert dr.state == "failed" and states(dr)["plan"] == ["failed"] and tries(dr, "plan") == [1]
     out = capfd.readouterr()
     assert "tag_include ['100%_Done [Line-1]'] keeps none of them" in out.out + out.err
     assert "write '100%_Done [[]Line-1]' to match that name exactly" in out.out + out.err

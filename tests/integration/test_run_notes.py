@@ -138,19 +138,17 @@ def test_a_failed_run_names_its_failed_tasks_and_what_they_said(monkeypatch, ses
 
     run = stored_run(monkeypatch, session, None)
     tis = {ti.task_id: ti for ti in run.get_task_instances(session=session)}
-    tis["discover"].state = TaskInstanceState.SUCCESS
     tis["plan"].state = TaskInstanceState.FAILED
-    tis["finalize"].state = TaskInstanceState.UPSTREAM_FAILED
+    tis["fetch_insert"].state = TaskInstanceState.UPSTREAM_FAILED
+    tis["finalize"].state = TaskInstanceState.FAILED
     task_says(
-        run,
-        session,
-        "discover",
-        "discover failed: The Airflow connection 'wonderware_default' is not defined.",
+        run, session, "plan", "plan failed: The Airflow connection 'wonderware_default' is not defined."
     )
     session.flush()
+    # plan said why; finalize failed without a word, so the note names it (upstream_failed is not news)
     assert ended(run, "failed", session) == (
-        "discover failed: The Airflow connection 'wonderware_default' is not defined.\n\n"
-        "Failed: plan. The task logs say why." + MARK
+        "plan failed: The Airflow connection 'wonderware_default' is not defined.\n\n"
+        "Failed: finalize. The task logs say why." + MARK
     )
 
 
