@@ -52,7 +52,7 @@ CONNECTIONS = {
     "clickhouse_default": ("clickhouse", "clickhouse"),
     "temporal_default": ("temporal", "temporal"),
     "redis_default": ("redis", "redis"),
-    "airflow_api_default": ("http", "airflow-apiserver"),
+    "airflow_api_default": ("airflowapi", "airflow-apiserver"),
 }
 
 
