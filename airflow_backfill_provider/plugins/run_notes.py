@@ -7,7 +7,7 @@ it "success" at once: a run that loaded nothing looks like one that loaded its w
 refuses such a run itself when the start date is in ``default_args``, as in this provider's DAGs.)
 
 No task of the run can report it, since none runs; so this listener does, in the scheduler: when a
-run of a DAG tagged ``backfill`` or ``sync`` succeeds with no task instance and its logical date is before the
+run of one of this provider's DAGs succeeds with no task instance and its logical date is before the
 DAG's start date, it sets the run's note (shown on the run's page in the UI) to the reason and what
 to do instead, and logs it as a warning. A note someone already wrote is kept.
 
@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The tags of this provider's DAGs (a DAG of one's own with one of them gets the notes too).
-TAGS = frozenset({"backfill", "sync"})
+# This provider's DAGs: the listener leaves every other DAG's runs alone.
+DAG_IDS = frozenset({"wonderware_backfill", "wonderware_sync", "missing_workflow_backfill", "k8s_job_backfill"})
 # Ends every note this listener writes: a Markdown comment (an unused link reference definition),
 # invisible on the run's page, by which a later call tells its own note from a person's.
 MARK = "\n\n[//]: # (airflow-backfill-provider)"
@@ -213,7 +213,7 @@ def ended_note(dag_run: DagRun, failed: bool) -> str | None:
 
 
 def _ours(dag_run: DagRun) -> bool:
-    return not TAGS.isdisjoint(getattr(getattr(dag_run, "dag", None), "tags", None) or ())
+    return dag_run.dag_id in DAG_IDS
 
 
 class _RunNotes:

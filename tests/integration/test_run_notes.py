@@ -166,3 +166,22 @@ def test_a_note_someone_wrote_is_kept(monkeypatch, session, pool_name):
     assert run.note == "loading Line 3 only"
     task_says(run, session, "finalize", "Loaded 5 rows.")
     assert ended(run, "success", session) == "loading Line 3 only"
+
+
+def test_a_dag_of_ones_own_is_left_alone(monkeypatch):
+    """Only this provider's DAGs get notes: a user's DAG tagged ``backfill`` keeps its own."""
+    from types import SimpleNamespace
+
+    from airflow_backfill_provider.plugins import run_notes
+
+    def untouched(*_a, **_k):
+        raise AssertionError("the listener looked at a DAG that is not the provider's")
+
+    monkeypatch.setattr(run_notes, "_write", untouched)
+    monkeypatch.setattr(run_notes, "missing_pools", untouched)
+    mine = SimpleNamespace(dag_id="plant_rollups", dag=SimpleNamespace(tags=["backfill", "sync"]), note=None)
+    listener = run_notes._RunNotes()
+    listener.on_dag_run_running(dag_run=mine, msg="started")
+    listener.on_dag_run_success(dag_run=mine, msg="success")
+    listener.on_dag_run_failed(dag_run=mine, msg="failed")
+    assert mine.note is None
