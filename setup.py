@@ -70,6 +70,9 @@ setup(
             # In the scheduler: a note on a run that ran nothing because it is dated before the
             # DAG's start date (see airflow_backfill_provider/plugins/run_notes.py).
             "backfill_run_notes=airflow_backfill_provider.plugins.run_notes:RunNotesPlugin",
+            # In the api-server: a trigger or backfill of this provider's DAGs with a bad conf is
+            # refused in words, before a run exists (plugins/trigger_checks.py).
+            "backfill_trigger_checks=airflow_backfill_provider.plugins.trigger_checks:TriggerChecksPlugin",
         ],
         "console_scripts": [
             "wonderware-simulator=airflow_backfill_provider.testing.simulator:main",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from airflow.sdk import Param
 
+from airflow_backfill_provider.params import optional_list
+
 CONFIG = "Clusters and customers"
 FILTERS = "Filters"
 MODE = "Mode"
@@ -31,25 +33,21 @@ def params() -> dict[str, Param]:
             "read when *Backfill config* is empty.",
             section=CONFIG,
         ),
-        "clusters": Param(
-            [],
-            type="array",
-            items={"type": "string", "minLength": 1},
-            uniqueItems=True,
-            title="Only these clusters",
-            description_md="Create Jobs on these clusters of the config only, e.g. `us-east-1-prod`. "
+        "clusters": optional_list(
+            "Only these clusters",
+            "Create Jobs on these clusters of the config only, e.g. `us-east-1-prod`. "
             "Empty: every cluster. A name the config does not have fails the run, naming the known ones.",
             section=FILTERS,
-        ),
-        "customers": Param(
-            [],
-            type="array",
             items={"type": "string", "minLength": 1},
             uniqueItems=True,
-            title="Only these customers",
-            description_md="Create Jobs for these customer ids only, e.g. `sunbit`, on every selected "
+        ),
+        "customers": optional_list(
+            "Only these customers",
+            "Create Jobs for these customer ids only, e.g. `sunbit`, on every selected "
             "cluster that has them. Empty: every customer.",
             section=FILTERS,
+            items={"type": "string", "minLength": 1},
+            uniqueItems=True,
         ),
         "dry_run": Param(
             True,

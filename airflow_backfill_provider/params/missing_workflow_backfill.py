@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from airflow.sdk import Param
 
-from airflow_backfill_provider.params import instant_param
+from airflow_backfill_provider.params import instant_param, number_range
 
 SPEC = "Workflow spec"
 MODE = "Mode"
 WINDOW = "Explicit interval (manual runs only)"
+# The explicit interval's (start, end) Params: both or neither, end after start.
+WINDOW_PARAMS = ("interval_start", "interval_end")
 
 
 def params() -> dict[str, Param]:
@@ -46,7 +48,7 @@ def params() -> dict[str, Param]:
         "max_starts": Param(
             100,
             type="integer",
-            minimum=0,
+            allOf=number_range(0),
             title="Most replacements to start",
             description_md="Refuse to start more replacements than this in one run (then nothing is "
             "started), e.g. `100`. A wrong id template makes every key look missing: review with "

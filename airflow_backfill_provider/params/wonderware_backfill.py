@@ -6,12 +6,14 @@ from airflow.sdk import Param
 
 from airflow_backfill_provider.historian.planning import MAX_TAG_GROUP_SIZE
 from airflow_backfill_provider.historian.schema import DEFAULT_TAG_TYPES, TAG_TYPES
-from airflow_backfill_provider.params import DURATION, instant_param
+from airflow_backfill_provider.params import DURATION, instant_param, number_range, optional_list
 
 WINDOW = "Explicit window (manual runs only)"
 TAGS = "Tags"
 CHUNKS = "Chunks and batches"
 MODE = "Mode"
+# The explicit window's (start, end) Params: both or neither, end after start.
+WINDOW_PARAMS = ("range_start", "range_end")
 
 
 def params() -> dict[str, Param]:
@@ -49,11 +51,9 @@ def params() -> dict[str, Param]:
             uniqueItems=True,
             section=TAGS,
         ),
-        "tags": Param(
-            [],
-            type="array",
-            title="Exact tag names",
-            description_md="Load exactly these tags, one name per line, as TagRef spells them, e.g. "
+        "tags": optional_list(
+            "Exact tag names",
+            "Load exactly these tags, one name per line, as TagRef spells them, e.g. "
             "`Boiler.Temp` or `100%_Done [Line-1]`: `*`, `?` and `[` are plain characters here. When "
             "set, *Tag types* and the glob patterns are not used, and a name TagRef does not hold "
             "fails the run, naming it. Empty (the default): select by type and pattern. The sync's "
@@ -62,11 +62,9 @@ def params() -> dict[str, Param]:
             uniqueItems=True,
             section=TAGS,
         ),
-        "tag_include": Param(
-            [],
-            type="array",
-            title="Include tags (glob patterns)",
-            description_md="Keep only tags matching one of these glob patterns (case-insensitive), one "
+        "tag_include": optional_list(
+            "Include tags (glob patterns)",
+            "Keep only tags matching one of these glob patterns (case-insensitive), one "
             "per line, e.g. `Boiler*` or `Line1.*`; empty: every tag of the types. `*` is any text, "
             "`?` one character, `[...]` a character class: to match a `[` in a name write `[[]`, "
             "e.g. `100%_Done [[]Line-1]` for the tag `100%_Done [Line-1]`. A selection that keeps "
@@ -74,11 +72,9 @@ def params() -> dict[str, Param]:
             items={"type": "string", "minLength": 1},
             section=TAGS,
         ),
-        "tag_exclude": Param(
-            [],
-            type="array",
-            title="Exclude tags (glob patterns)",
-            description_md="Leave out tags matching one of these glob patterns (case-insensitive), one "
+        "tag_exclude": optional_list(
+            "Exclude tags (glob patterns)",
+            "Leave out tags matching one of these glob patterns (case-insensitive), one "
             "per line, e.g. `*.Test` or `Line9.*`; the same pattern rules as *Include tags*.",
             items={"type": "string", "minLength": 1},
             section=TAGS,
@@ -106,8 +102,9 @@ def params() -> dict[str, Param]:
         "tag_group_size": Param(
             50,
             type="integer",
-            minimum=1,
-            maximum=MAX_TAG_GROUP_SIZE,
+            allOf=number_range(
+                1, MAX_TAG_GROUP_SIZE, why="as SQL Server takes at most 2,100 parameters in one query"
+            ),
             title="Tags per chunk",
             description_md=f"Tags per chunk, 1 to {MAX_TAG_GROUP_SIZE} (SQL Server takes at most "
             "2,100 parameters in one query), e.g. `50`.",
@@ -116,8 +113,7 @@ def params() -> dict[str, Param]:
         "batch_size": Param(
             50_000,
             type="integer",
-            minimum=1000,
-            maximum=1_000_000,
+            allOf=number_range(1000, 1_000_000, why="to bound the memory of a chunk"),
             title="Rows per source batch",
             description_md="Rows per batch read from the source, 1,000 to 1,000,000, e.g. `50000`: "
             "it bounds the memory of a chunk.",

@@ -139,6 +139,50 @@ class AirflowUI:
         errors = row.locator('[data-part="error-text"]')
         return " ".join(t.strip() for t in errors.all_inner_texts()).strip()
 
+    @staticmethod
+    def marked_required(row: Locator) -> bool:
+        """Whether the form marks the row's field required (the red asterisk after its label)."""
+        return row.locator(".chakra-field__requiredIndicator").count() > 0
+
+    def set_date_time(self, dialog: Locator, title: str, date: str, time: str) -> str:
+        """Type ``date`` (``YYYY/MM/DD``) and ``time`` (``HH:mm``) into the date-time picker of the Param
+        titled ``title``, as a person does; return what the field then shows."""
+        picker = self.param_row(dialog, title=title).get_by_test_id("datetime-input")
+        picker.click()
+        popover = self.page.locator('[data-scope="popover"][data-part="content"][data-state="open"]')
+        for placeholder, text in (("YYYY/MM/DD", date), ("HH:mm", time)):
+            box = popover.get_by_placeholder(placeholder)
+            box.click()
+            box.press_sequentially(text)
+            box.press("Tab")
+        self.page.keyboard.press("Escape")
+        popover.wait_for(state="detached")
+        return picker.inner_text()
+
+    def trigger(self, dialog: Locator, dag_id: str, *, unpause: bool = False) -> Response:
+        """Press the dialog's Trigger button; return the api-server's answer to the trigger.
+
+        The form of a paused DAG offers "Unpause <dag> on trigger", ticked, and unpauses the DAG
+        when Trigger is pressed, whatever the answer: untick it unless ``unpause``.
+        """
+        name = f"Unpause {dag_id} on trigger"
+        box = dialog.get_by_role("checkbox", name=name)
+        if box.count() and box.is_checked() != unpause:
+            dialog.get_by_text(name, exact=True).click()  # the box's drawn control takes the click
+            assert box.is_checked() == unpause, f"{name!r} did not change"
+        with self.page.expect_response(
+            lambda r: r.url.endswith(f"/dags/{dag_id}/dagRuns") and r.request.method == "POST"
+        ) as answer:
+            dialog.get_by_role("button", name="Trigger", exact=True).click()
+        return answer.value
+
+    @staticmethod
+    def dialog_error(dialog: Locator) -> str:
+        """The error the dialog shows after a refused request (its alert box), waiting for it."""
+        alert = dialog.get_by_test_id("error-alert").first
+        alert.wait_for()
+        return alert.inner_text()
+
     def open_dag_docs(self, dag_id: str) -> Locator:
         self.goto(f"/dags/{dag_id}")
         self.page.get_by_role("button", name="Dag Docs").click()

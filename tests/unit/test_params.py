@@ -16,6 +16,8 @@ from airflow.sdk.definitions.param import ParamsDict
 from airflow.sdk.exceptions import ParamValidationError
 
 from airflow_backfill_provider.historian.schema import TAG_TYPES
+from airflow_backfill_provider.historian.selection import select_from_types
+from airflow_backfill_provider.params import k8s_job_backfill as k8s
 from airflow_backfill_provider.params import missing_workflow_backfill as mwb
 from airflow_backfill_provider.params import wonderware_backfill as wwb
 from airflow_backfill_provider.utils import parse_duration, to_utc
@@ -72,6 +74,8 @@ def test_defaults_are_valid_and_params_are_fresh_objects(dag):
         # ISO 8601, as the form's duration field writes it
         ("PT6H", True), ("PT30M", True), ("P1D", True), ("P1DT12H", True), ("P2W", True), ("PT90S", True),
         ("P", False), ("PT", False), ("P1Y", False), ("PT6", False),
+        # a duration of no length, which planning refuses: refused with the conf, not in the run
+        ("PT0S", False), ("P0D", False), ("P0W0DT0H", False), ("PT0H30M", True),
         # the short spelling of the environment settings is not a Param value
         ("6h", False), ("6 hours", False), ("0h", False), ("6", False), ("-1h", False),
         ("", False), (6, False), (None, False),
@@ -211,3 +215,37 @@ def test_chunk_window_uses_the_forms_duration_field_and_its_default_plans_like_6
     # format "duration" is what makes Airflow 3.3's form check the value next to the field
     assert chunk_window.schema["format"] == "duration"
     assert parse_duration(chunk_window.value, "chunk window") == parse_duration("6h")
+
+
+EVERY_DAG = {**DAG_PARAMS, "k8s_job_backfill": k8s.params}
+
+
+@pytest.mark.parametrize("dag", EVERY_DAG)
+def test_number_params_give_the_form_no_bounds_to_clamp_to(dag):
+    """Airflow 3.3's form hands a top-level minimum/maximum to its number input, which turns a typed
+    0 into 1 and 5000 into 2000 on blur, without a word. The bounds sit under allOf, checked by
+    Airflow on every conf (the bounds tests above), with the range and why in words."""
+    for name, param in EVERY_DAG[dag]().items():
+        schema = param.schema
+        if schema.get("type") not in ("integer", "number"):
+            continue
+        clamped = {"minimum", "maximum"} & set(schema)
+        assert not clamped, f"{dag}.{name}: the form clamps into its top-level {sorted(clamped)}"
+        (bounds,) = schema["allOf"]
+        assert {"minimum", "description"} <= set(bounds), f"{dag}.{name}: {bounds}"
+
+
+@pytest.mark.parametrize("dag", EVERY_DAG)
+def test_params_that_may_stay_empty_take_null(dag):
+    """The form marks a field required unless its type includes "null", and sends null for a list
+    field that was emptied: a Param that may stay empty (default None or []) takes null."""
+    for name, param in EVERY_DAG[dag]().items():
+        if param.value in (None, []):
+            assert "null" in param.schema["type"], f"{dag}.{name}: {param.schema['type']} (marked required)"
+            assert param.resolve(None) is None
+
+
+def test_emptied_lists_select_like_empty_ones():
+    """What the form sends for a list emptied by hand (null) selects what [] selects."""
+    by_type = {"analog": ["Boiler.Temp", "Line1.Speed"]}
+    assert select_from_types(by_type, None, None).tags == select_from_types(by_type, [], []).tags
