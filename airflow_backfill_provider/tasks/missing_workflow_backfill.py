@@ -10,6 +10,7 @@ from typing import Any
 from airflow.sdk import Variable
 
 from airflow_backfill_provider.exceptions import ConfigurationError, fail_without_retry
+from airflow_backfill_provider.params.missing_workflow_backfill import WINDOW_PARAMS
 from airflow_backfill_provider.tasks.runs import (
     SCHEDULED,
     RunInfo,
@@ -22,7 +23,6 @@ from airflow_backfill_provider.tasks.runs import (
 from airflow_backfill_provider.workflows.status import CLASSES
 
 log = logging.getLogger("airflow.task")
-INTERVAL_PARAMS = ("interval_start", "interval_end")
 
 
 def resolve_spec(
@@ -43,7 +43,7 @@ def resolve_spec(
     """
     with fail_without_retry():
         if run is not None:
-            require_triggered(params, INTERVAL_PARAMS, run)
+            require_triggered(params, WINDOW_PARAMS, run)
         try:
             source, raw = _find_spec(params, spec_variable, spec_file)
         except NoSpecError as err:

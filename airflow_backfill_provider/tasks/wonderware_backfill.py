@@ -24,6 +24,7 @@ from airflow_backfill_provider.historian.planning import (
 )
 from airflow_backfill_provider.historian.schema import TAG_TYPES
 from airflow_backfill_provider.historian.selection import select_exact, select_from_types
+from airflow_backfill_provider.params.wonderware_backfill import WINDOW_PARAMS
 from airflow_backfill_provider.tasks.runs import SCHEDULED, RunInfo, note_on_run, require_triggered, skip_run
 
 if TYPE_CHECKING:
@@ -38,7 +39,6 @@ PLANNED_AT = "planned_at"
 # the run's data interval. finalize, the run note and the asset event name it.
 WINDOW = "window"
 _PREVIEW = 10
-WINDOW_PARAMS = ("range_start", "range_end")
 SCHEDULED_LOADS_OFF = (
     "Scheduled loads are off until WONDERWARE_BACKFILL_START_DATE is set: this {run} loads nothing. "
     "Load history with `airflow backfill create --dag-id wonderware_backfill --from-date ... --to-date ...` "
